@@ -1,0 +1,107 @@
+"""The model and what runs it: shared by train-lstm and sample, the only stages that import
+TensorFlow."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out of the logs
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from common import UserError  # noqa: E402
+
+
+def build_model(vocab_size: int, embedding_dim: int, units: int, layers: int, dropout: float) -> keras.Model:
+    """Token ids → embedding → `layers` × LSTM → logits over the vocabulary at every position."""
+    tokens = keras.Input(shape=(None,), dtype="int32", name="tokens")
+    x = keras.layers.Embedding(vocab_size, embedding_dim, name="embedding")(tokens)
+    for i in range(1, layers + 1):
+        # Defaults on purpose (tanh, sigmoid, no recurrent_dropout, unroll=False): that is what
+        # lets Keras run the layer on the cuDNN kernel when a GPU is present. Dropout goes
+        # between layers instead.
+        x = keras.layers.LSTM(units, return_sequences=True, name=f"lstm_{i}")(x)
+        x = keras.layers.Dropout(dropout, name=f"dropout_{i}")(x)
+    logits = keras.layers.Dense(vocab_size, name="logits")(x)
+    return keras.Model(tokens, logits, name="lstm_textgen")
+
+
+def lstm_layers(model: keras.Model) -> list:
+    return [layer for layer in model.layers if isinstance(layer, keras.layers.LSTM)]
+
+
+def cudnn_problems(model: keras.Model) -> list[str]:
+    """Why each LSTM layer could not use the cuDNN kernel (empty when all can). Mirrors the
+    conditions Keras checks before choosing the kernel; runs without a GPU."""
+    problems = []
+    for layer in lstm_layers(model):
+        cell = layer.cell
+        checks = {"activation is tanh": cell.activation is keras.activations.tanh,
+                  "recurrent_activation is sigmoid": cell.recurrent_activation is keras.activations.sigmoid,
+                  "recurrent_dropout is 0": not cell.recurrent_dropout,
+                  "unroll is False": not layer.unroll,
+                  "use_bias is True": cell.use_bias,
+                  "use_cudnn allows it": layer.use_cudnn in ("auto", True)}
+        problems += [f"{layer.name}: needs {name}" for name, ok in checks.items() if not ok]
+    return problems
+
+
+def device_and_kernel(model: keras.Model) -> tuple[str, str]:
+    """What trains the model: the first GPU when there is one, else the CPU; and which LSTM kernel."""
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return "CPU", "generic"
+    name = tf.config.experimental.get_device_details(gpus[0]).get("device_name", gpus[0].name)
+    return f"GPU ({name}, {len(gpus)} visible)", "generic" if cudnn_problems(model) else "cudnn"
+
+
+def window_dataset(tokens: np.ndarray, starts: np.ndarray, seq_length: int, batch_size: int,
+                   shuffle_seed: int | None = None) -> tf.data.Dataset:
+    """Batches of (inputs, targets) gathered from one copy of the text on the fly: a window is
+    tokens[s : s+seq_length] and its targets the same span shifted by one."""
+    text = tf.constant(tokens.astype(np.int32))
+    offsets = tf.range(seq_length + 1, dtype=tf.int64)
+    ds = tf.data.Dataset.from_tensor_slices(starts.astype(np.int64))
+    if shuffle_seed is not None:
+        ds = ds.shuffle(len(starts), seed=shuffle_seed, reshuffle_each_iteration=True)
+
+    def gather(batch_starts):
+        windows = tf.gather(text, batch_starts[:, None] + offsets)
+        return windows[:, :-1], windows[:, 1:]
+
+    return ds.batch(batch_size).map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def load_model(path) -> keras.Model:
+    """Load a saved model as data: safe_mode refuses files that carry serialized code."""
+    try:
+        return keras.models.load_model(path, safe_mode=True)
+    except (OSError, ValueError) as err:
+        raise UserError(f"cannot load model {path} ({err}); run `dvc checkout {path}` or `dvc repro -f train-lstm`")
+
+
+class Stepper:
+    """Runs a trained model one token at a time, carrying each LSTM layer's (h, c) state, so
+    generating a token costs one step, not a pass over the whole window as in the tutorial."""
+
+    def __init__(self, model: keras.Model):
+        self.embedding = model.get_layer("embedding")
+        self.lstms = lstm_layers(model)
+        self.logits = model.get_layer("logits")
+        self._step = tf.function(self._step_eager, reduce_retracing=True)
+
+    def initial_state(self, batch: int) -> list:
+        return [[tf.zeros((batch, layer.cell.units))] * 2 for layer in self.lstms]
+
+    def _step_eager(self, token_ids, state):
+        x = self.embedding(token_ids)
+        new_state = []
+        for layer, layer_state in zip(self.lstms, state):
+            x, layer_state = layer.cell(x, layer_state, training=False)
+            new_state.append(layer_state)
+        return self.logits(x), new_state
+
+    def step(self, token_ids: np.ndarray, state: list) -> tuple[np.ndarray, list]:
+        """Feed one token per row; return the logits for the next token and the new state."""
+        logits, state = self._step(tf.constant(token_ids, dtype=tf.int32), state)
+        return logits.numpy(), state

@@ -1,0 +1,99 @@
+"""strip-boilerplate: keep only the books' text, without Project Gutenberg's header and license.
+
+Reads data/raw (manifest.json and the pg<id>.txt files it lists); writes data/clean/corpus.txt
+(the books joined by a blank line) and metrics/corpus.json.
+"""
+
+import json
+import re
+import sys
+from pathlib import Path
+
+from common import UserError, boolean, read_params, run, write_json, write_text
+
+RAW_DIR = Path("data/raw")
+CORPUS = Path("data/clean/corpus.txt")
+METRICS = Path("metrics/corpus.json")
+PARAMS = {"lowercase": boolean, "ascii_punctuation": boolean, "strict": boolean}
+
+# Both generations of markers: "*** START OF THE PROJECT GUTENBERG EBOOK …" (2012 on) and
+# "*** START OF THIS PROJECT GUTENBERG EBOOK …" (before), with their END twins.
+START = re.compile(r"^\*{3}\s*START OF (?:THE|THIS) PROJECT GUTENBERG E-?BOOK\b.*$", re.IGNORECASE | re.MULTILINE)
+END = re.compile(r"^\*{3}\s*END OF (?:THE|THIS) PROJECT GUTENBERG E-?BOOK\b.*$", re.IGNORECASE | re.MULTILINE)
+# Inside the markers, old files still open with a credits paragraph and close with a trailer line.
+CREDITS = re.compile(r"\A\s*(?:Produced by|This e-?text was (?:prepared|produced) by)\b.*?(?:\n\s*\n|\Z)",
+                     re.IGNORECASE | re.DOTALL)
+TRAILER = re.compile(r"^\s*End of (?:the )?Project Gutenberg\b.*\s*\Z", re.IGNORECASE | re.MULTILINE)
+
+ASCII_PUNCTUATION = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"',
+                                   "\u2014": "--", "\u2013": "-", "\u2026": "...", "\u00a0": " "})
+
+
+class NoMarkers(ValueError):
+    pass
+
+
+def normalize_newlines(text: str) -> str:
+    """Drop a leading byte-order mark; CRLF and lone CR become LF."""
+    return text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
+
+
+def strip_gutenberg(text: str) -> str:
+    """The book between the START and END markers, without credits, trailer and outer blank
+    lines. Raises NoMarkers when either marker is missing."""
+    text = normalize_newlines(text)
+    start = START.search(text)
+    end = END.search(text, start.end()) if start else None
+    if not (start and end):
+        raise NoMarkers("no '*** START OF THE PROJECT GUTENBERG EBOOK' line" if not start
+                        else "no '*** END OF THE PROJECT GUTENBERG EBOOK' line after the START line")
+    body = text[start.end():end.start()]
+    body = TRAILER.sub("", CREDITS.sub("", body, count=1), count=1)
+    return body.strip()
+
+
+def clean(text: str, lowercase: bool, ascii_punctuation: bool) -> str:
+    if ascii_punctuation:
+        text = text.translate(ASCII_PUNCTUATION)
+    return text.lower() if lowercase else text
+
+
+def read_book(path: Path, strict: bool) -> str:
+    try:
+        raw = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise UserError(f"{path} is not UTF-8 text ({err.reason} at byte {err.start}); "
+                        "download the book's 'Plain Text UTF-8' file")
+    try:
+        return strip_gutenberg(raw)
+    except NoMarkers as err:
+        if strict:
+            raise UserError(f"{path}: {err}, so the header and license cannot be told from the book. "
+                            "Use a Project Gutenberg plain-text file, or set strip-boilerplate.strict: false "
+                            "to keep the whole file")
+        print(f"warning: {path}: {err}; keeping the whole file (strict: false)", file=sys.stderr)
+        return normalize_newlines(raw).strip()
+
+
+def main() -> None:
+    params = read_params("strip-boilerplate", PARAMS)
+    try:
+        manifest = json.loads((RAW_DIR / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise UserError(f"cannot read {RAW_DIR / 'manifest.json'} ({err}); run `dvc repro download-gutenberg`")
+    books, raw_chars = [], 0
+    for entry in manifest:
+        path = RAW_DIR / f"pg{entry['id']}.txt"
+        book = read_book(path, params["strict"])
+        if not book.strip():
+            raise UserError(f"{path}: nothing is left between the START and END markers; is it the right book?")
+        raw_chars += len(normalize_newlines(path.read_text(encoding="utf-8")))
+        books.append(clean(book, params["lowercase"], params["ascii_punctuation"]))
+    corpus = "\n\n".join(books) + "\n"
+    write_text(CORPUS, corpus)
+    write_json(METRICS, {"books": len(books), "characters": len(corpus), "lines": corpus.count("\n"),
+                         "characters_removed": raw_chars - sum(len(b) for b in books)})
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,177 @@
+"""Shared fixtures: a real HTTP server on 127.0.0.1, fixture books the tests write themselves,
+the shared corpora, and a copy of the project in a temporary git repo for the real `dvc` CLI."""
+
+import os
+import random
+import shutil
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+CORPORA = ROOT.parent / "shared" / "corpora"
+PROJECT_FILES = ["dvc.yaml", "params.yaml", "stages", ".dvc/config", ".dvcignore", ".gitignore"]
+
+WORDS = ("alice rabbit queen hatter turtle gryphon king cat tea garden door key little said went "
+         "thought very curious time down the a of and to she it was in her that you as").split()
+
+
+def book_body(n_words: int = 4000, seed: int = 0) -> str:
+    """Made-up prose: enough structure for a tiny LSTM to learn something in one epoch."""
+    rng = random.Random(seed)
+    sentences, count = [], 0
+    while count < n_words:
+        k = rng.randint(4, 12)
+        sentences.append(" ".join(rng.choice(WORDS) for _ in range(k)).capitalize() + rng.choice(".,;!?"))
+        count += k
+    lines, line = [], ""
+    for s in sentences:
+        if len(line) + len(s) > 70:
+            lines.append(line)
+            line = ""
+        line = f"{line} {s}".strip()
+    return "CHAPTER I.\n\n" + "\n".join(lines + [line]) + "\n\nTHE END"
+
+
+def gutenberg_file(body: str, title: str = "A TEST BOOK", legacy: bool = False) -> bytes:
+    """A Project Gutenberg file around `body`: today's layout (BOM, LF) or the pre-2012 one (CRLF)."""
+    if legacy:
+        text = (f"Project Gutenberg's {title}, by Nobody\r\n\r\nThis eBook is for the use of anyone anywhere\r\n\r\n"
+                f"*** START OF THIS PROJECT GUTENBERG EBOOK {title} ***\r\n\r\nProduced by A Volunteer\r\n\r\n\r\n"
+                + body.replace("\n", "\r\n")
+                + f"\r\n\r\nEnd of Project Gutenberg's {title}, by Nobody\r\n\r\n"
+                f"*** END OF THIS PROJECT GUTENBERG EBOOK {title} ***\r\n\r\n***** This file should be named 1.txt\r\n"
+                "*** START: FULL LICENSE ***\r\n\r\nTHE FULL PROJECT GUTENBERG LICENSE\r\n")
+    else:
+        text = (f"The Project Gutenberg eBook of {title}\n    \nThis ebook is for the use of anyone anywhere\n\n"
+                f"*** START OF THE PROJECT GUTENBERG EBOOK {title} ***\n\n\n" + body
+                + f"\n\n\n*** END OF THE PROJECT GUTENBERG EBOOK {title} ***\n\nUpdated editions will replace "
+                "the previous one\n\nSTART: FULL LICENSE\n\nTHE FULL PROJECT GUTENBERG LICENSE\n")
+    return ("\ufeff" + text).encode("utf-8")
+
+
+class Server:
+    """Serves `files` (path → bytes) and scripted `faults` (path → list of responses, used in
+    order, each: an int status, "html", or ("drop", n): send n bytes of a longer promised body).
+    Counts requests per path."""
+
+    def __init__(self):
+        self.files, self.faults, self.hits = {}, {}, {}
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                server.hits[self.path] = server.hits.get(self.path, 0) + 1
+                fault = server.faults.get(self.path, []).pop(0) if server.faults.get(self.path) else None
+                body = server.files.get(self.path)
+                if isinstance(fault, int):
+                    self.send_error(fault)
+                elif fault == "html":
+                    self._send(b"<!DOCTYPE html><html><body>Please log in</body></html>", "text/html; charset=utf-8")
+                elif isinstance(fault, tuple):  # promise the whole body, send part, hang up
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/plain; charset=utf-8")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body[:fault[1]])
+                    self.wfile.flush()
+                    self.close_connection = True
+                elif body is None:
+                    self.send_error(404)
+                else:
+                    self._send(body, "text/plain; charset=utf-8")
+
+            def _send(self, body, content_type):
+                self.send_response(200)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_port}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def server():
+    srv = Server()
+    yield srv
+    srv.httpd.shutdown()
+    srv.httpd.server_close()
+
+
+@pytest.fixture
+def corpora() -> Path:
+    """../shared/corpora: CI always has it, so there a missing folder fails instead of skipping."""
+    if not (CORPORA / "pg11.txt").is_file():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CORPORA} is missing; CI must have ../shared beside the project")
+        pytest.skip(f"{CORPORA} not found: these tests need ../shared/corpora beside the project")
+    return CORPORA
+
+
+def write_params(path: Path, **sections) -> None:
+    """params.yaml with the project's values, the given sections' keys replaced."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for section, values in sections.items():
+        params[section.replace("_", "-")].update(values)
+    (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+@pytest.fixture
+def in_tmp(tmp_path, monkeypatch) -> Path:
+    """Run a stage's main() in an empty folder, as DVC would run it in the project root."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("GUTENBERG_MIRROR", raising=False)
+    return tmp_path
+
+
+TINY = {"download_gutenberg": {"book_ids": [1]},
+        "window": {"seq_length": 20, "step": 10, "val_fraction": 0.1},
+        "train_lstm": {"layers": 1, "units": 16, "embedding_dim": 8, "epochs": 1, "batch_size": 32},
+        "sample": {"length": 40, "num_samples": 2, "seed_length": 10}}
+
+
+def dvc_env() -> dict:
+    env = os.environ.copy()
+    env.update(DVC_NO_ANALYTICS="1", PATH=f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}",
+               GIT_AUTHOR_NAME="test", GIT_AUTHOR_EMAIL="test@127.0.0.1",
+               GIT_COMMITTER_NAME="test", GIT_COMMITTER_EMAIL="test@127.0.0.1")
+    env.pop("GUTENBERG_MIRROR", None)
+    return env
+
+
+def sh(args, cwd, env, check=True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    if check and proc.returncode:
+        raise AssertionError(f"{' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture
+def dvc_project(tmp_path, server):
+    """A copy of the project in a fresh git repo (one commit, as DVCLive needs), with tiny
+    params and its one book served by the local HTTP server."""
+    repo = tmp_path / "repo"
+    for name in PROJECT_FILES:
+        src, dst = ROOT / name, repo / name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        (shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__")) if src.is_dir()
+         else shutil.copy2(src, dst))
+    server.files["/pg1.txt"] = gutenberg_file(book_body())
+    tiny = {**TINY, "download_gutenberg": {**TINY["download_gutenberg"], "mirrors": [server.url + "/pg{id}.txt"]}}
+    write_params(repo, **tiny)
+    env = dvc_env()
+    sh(["git", "init", "-q"], repo, env)
+    sh(["git", "add", "-A"], repo, env)
+    sh(["git", "commit", "-q", "-m", "project"], repo, env)
+    return repo, env

@@ -1,0 +1,194 @@
+"""The stages that only move data: strip-boilerplate, encode-vocab, window, and what they share."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import common
+import encode_vocab
+import strip_boilerplate
+import window
+from common import UserError
+from conftest import ROOT, book_body, gutenberg_file, write_params
+
+
+# --- strip-boilerplate ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["2012+ markers, BOM, LF", "pre-2012 markers, CRLF"])
+def test_strip_keeps_exactly_the_body(legacy):
+    body = book_body(300)
+    text = gutenberg_file(body, legacy=legacy).decode("utf-8")
+    assert strip_boilerplate.strip_gutenberg(text) == body
+
+
+def test_strip_without_markers_names_what_is_missing():
+    with pytest.raises(strip_boilerplate.NoMarkers, match="START"):
+        strip_boilerplate.strip_gutenberg("Just some text.\n")
+    with pytest.raises(strip_boilerplate.NoMarkers, match="END"):
+        strip_boilerplate.strip_gutenberg("*** START OF THE PROJECT GUTENBERG EBOOK X ***\nbody\n")
+
+
+def test_clean_lowercases_and_folds_punctuation():
+    text = "\u201cOh\u2014dear\u2019s\u2026\u201d"
+    assert strip_boilerplate.clean(text, lowercase=True, ascii_punctuation=True) == "\"oh--dear's...\""
+    assert strip_boilerplate.clean(text, lowercase=False, ascii_punctuation=False) == text
+
+
+def stage_dir(tmp, books: dict, **params):
+    raw = tmp / "data/raw"
+    raw.mkdir(parents=True)
+    for book_id, data in books.items():
+        (raw / f"pg{book_id}.txt").write_bytes(data)
+    (raw / "manifest.json").write_text(json.dumps([{"id": i} for i in books]))
+    write_params(tmp, **params)
+
+
+def test_strip_stage_joins_books_and_reports_metrics(in_tmp):
+    first, second = book_body(200, seed=1), book_body(200, seed=2)
+    stage_dir(in_tmp, {5: gutenberg_file(first), 6: gutenberg_file(second, legacy=True)})
+    strip_boilerplate.main()
+    corpus = (in_tmp / "data/clean/corpus.txt").read_text(encoding="utf-8")
+    assert corpus == f"{first.lower()}\n\n{second.lower()}\n"
+    metrics = json.loads((in_tmp / "metrics/corpus.json").read_text())
+    assert metrics["books"] == 2 and metrics["characters"] == len(corpus)
+    assert metrics["characters_removed"] > 200
+
+
+def test_strip_stage_refuses_a_file_without_markers_unless_not_strict(in_tmp, capsys):
+    stage_dir(in_tmp, {7: b"An essay with no Gutenberg markers.\r\n"})
+    with pytest.raises(UserError, match=r"data/raw/pg7.txt.*START.*strict: false"):
+        strip_boilerplate.main()
+    assert not (in_tmp / "data/clean/corpus.txt").exists()
+    write_params(in_tmp, strip_boilerplate={"strict": False})
+    strip_boilerplate.main()
+    assert (in_tmp / "data/clean/corpus.txt").read_text() == "an essay with no gutenberg markers.\n"
+    assert "pg7.txt" in capsys.readouterr().err
+
+
+def test_strip_stage_refuses_non_utf8_and_empty_books(in_tmp):
+    stage_dir(in_tmp, {8: gutenberg_file("caf\u00e9").replace("caf\u00e9".encode(), b"caf\xe9")})
+    with pytest.raises(UserError, match=r"pg8.txt is not UTF-8"):
+        strip_boilerplate.main()
+    (in_tmp / "data/raw/pg8.txt").write_bytes(gutenberg_file("   "))
+    with pytest.raises(UserError, match=r"pg8.txt: nothing is left"):
+        strip_boilerplate.main()
+
+
+# --- the real books, through the local mirror ------------------------------------------------
+
+@pytest.mark.parametrize("name, opening", [
+    ("pg11.txt", "[illustration]\n\n\n\n\nalice\u2019s adventures in wonderland\n\nby lewis carroll\n"),
+    ("pg11-legacy.txt", "alice's adventures in wonderland\n\nlewis carroll\n"),
+])
+def test_real_alice_keeps_exactly_the_book(name, opening, corpora, server, in_tmp):
+    import download_gutenberg
+    server.files["/pg11.txt"] = (corpora / name).read_bytes()
+    write_params(in_tmp, download_gutenberg={"book_ids": [11], "mirrors": [server.url + "/pg{id}.txt"]})
+    download_gutenberg.main()
+    assert (in_tmp / "data/raw/pg11.txt").read_bytes() == (corpora / name).read_bytes()
+    strip_boilerplate.main()
+    corpus = (in_tmp / "data/clean/corpus.txt").read_text(encoding="utf-8")
+    assert corpus.startswith(opening)
+    assert corpus.endswith("days.\n\n              the end\n" if "legacy" in name else "days.\n\nthe end\n")
+    assert "chapter i." in corpus[:2000]
+    for boilerplate in ("gutenberg", "license", "ebook", "\r", "\ufeff"):
+        assert boilerplate not in corpus
+    assert 140_000 < len(corpus) < 150_000
+
+
+# --- encode-vocab ---------------------------------------------------------------------------
+
+def test_vocab_round_trips_and_is_compact():
+    text = "hello, world\n"
+    vocab = common.build_char_vocab(text)
+    assert vocab == {"tokens": sorted(set(text)), "unknown": None}
+    ids = common.encode_chars(text, vocab)
+    assert ids.dtype == np.uint8
+    assert common.decode_chars(ids, vocab) == text
+
+
+def test_rare_characters_map_to_unknown():
+    vocab = common.build_char_vocab("aaabbbc", min_count=2)
+    assert vocab == {"tokens": ["a", "b", common.UNKNOWN_CHAR], "unknown": common.UNKNOWN_CHAR}
+    assert common.decode_chars(common.encode_chars("abcz", vocab), vocab) == "ab" + common.UNKNOWN_CHAR * 2
+
+
+def test_characters_outside_a_closed_vocabulary_are_named():
+    vocab = common.build_char_vocab("abc")
+    with pytest.raises(UserError, match=r"seed has characters outside the vocabulary: 'X', 'Z'"):
+        common.encode_chars("aXbZ", vocab, "seed")
+
+
+def test_encode_stage_refuses_an_empty_corpus(in_tmp):
+    write_params(in_tmp)
+    (in_tmp / "data/clean").mkdir(parents=True)
+    (in_tmp / "data/clean/corpus.txt").write_text("\n\n")
+    with pytest.raises(UserError, match=r"data/clean/corpus.txt is empty"):
+        encode_vocab.main()
+    assert not (in_tmp / "data/vocab").exists()
+
+
+# --- window ---------------------------------------------------------------------------------
+
+def test_windows_split_at_the_tail_and_shift_targets_by_one():
+    ids = np.arange(1000) % 251
+    splits = window.make_windows(ids.astype(np.uint8), seq_length=10, step=3, val_fraction=0.2)
+    train, val = splits["train"], splits["val"]
+    assert np.array_equal(np.concatenate([train["tokens"], val["tokens"]]), ids)
+    assert len(val["tokens"]) == 200
+    last = train["starts"][-1]
+    assert last + 10 < len(train["tokens"]) <= last + 10 + 3  # the last window fits, and no more do
+    assert np.array_equal(train["starts"][:3], [0, 3, 6])
+    assert np.array_equal(val["starts"], np.arange(0, 190, 10))  # held-out windows do not overlap
+
+
+@pytest.mark.parametrize("seq_length, val_fraction, part", [(900, 0.1, "training"), (150, 0.1, "validation")])
+def test_seq_length_must_be_smaller_than_the_text(seq_length, val_fraction, part):
+    with pytest.raises(UserError, match=rf"window.seq_length = {seq_length} is not smaller than the {part} text"):
+        window.make_windows(np.zeros(1000, np.uint8), seq_length, 1, val_fraction)
+
+
+# --- params ---------------------------------------------------------------------------------
+
+def test_params_problems_are_listed_one_per_line(in_tmp):
+    write_params(in_tmp, window={"seq_length": 0, "step": "ten", "val_fracton": 0.1})
+    with pytest.raises(UserError) as err:
+        common.read_params("window", window.PARAMS)
+    lines = str(err.value).splitlines()
+    assert "params.yaml: window.val_fracton is not a known param (did you mean 'val_fraction'?)" in lines
+    assert "params.yaml: window.seq_length = 0 must be a whole number > 0" in lines
+    assert "params.yaml: window.step = 'ten' must be a whole number > 0" in lines
+    assert len(lines) == 3
+
+
+def test_a_stage_with_bad_params_exits_non_zero_with_one_line_per_problem(tmp_path):
+    write_params(tmp_path, window={"seq_length": -1})
+    proc = subprocess.run([sys.executable, str(ROOT / "stages/window.py")], cwd=tmp_path,
+                          capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert proc.stderr == "error: params.yaml: window.seq_length = -1 must be a whole number > 0\n"
+    assert not (tmp_path / "data").exists()
+
+
+# --- atomic writes --------------------------------------------------------------------------
+
+def test_an_interrupted_write_leaves_the_previous_file_and_no_partial(tmp_path):
+    target = tmp_path / "out/corpus.txt"
+    common.write_text(target, "complete")
+    with pytest.raises(RuntimeError):
+        with common.atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("killed")
+    assert target.read_text() == "complete"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["corpus.txt"]
+
+
+def test_an_interrupted_directory_leaves_nothing(tmp_path):
+    with pytest.raises(RuntimeError):
+        with common.atomic_dir(tmp_path / "raw") as tmp:
+            (tmp / "pg1.txt").write_text("half")
+            raise RuntimeError("killed")
+    assert list(tmp_path.iterdir()) == []
