@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import glob
 import hashlib
 import json
 import os
@@ -15,6 +16,7 @@ import shutil
 import sys
 import tempfile
 import time
+import unicodedata
 from collections import Counter
 from pathlib import Path
 
@@ -78,7 +80,7 @@ def optional(check):
     return check_optional
 
 
-def text(v):
+def non_empty_string(v):
     return None if isinstance(v, str) and v else "must be a non-empty string"
 
 
@@ -129,11 +131,18 @@ def _umask() -> int:
     return mask
 
 
+def _sweep_partials(path: Path) -> None:
+    """Remove what an earlier, killed run left half-written beside `path`."""
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.partial*"):
+        shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = ""):
     """Yield a temporary path beside `path`; on success it replaces `path` in one rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _sweep_partials(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".partial{suffix}")
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; outputs get the usual mode
@@ -150,6 +159,7 @@ def atomic_dir(path: str | os.PathLike):
     """Yield a temporary directory beside `path`; on success it takes the place of `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _sweep_partials(path)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial"))
     os.chmod(tmp, 0o777 & ~_umask())
     try:
@@ -184,6 +194,26 @@ def sha256_file(path) -> str:
 
 
 # --- downloads -----------------------------------------------------------------------------
+# GUTENBERG_MIRROR, for offline machines, is tried before any other source: an http(s) URL
+# template with {id} (books only), or a directory, local or http, holding the files by name.
+
+MIRROR_ENV = "GUTENBERG_MIRROR"
+MIRROR_HINT = ("Check the network, or set GUTENBERG_MIRROR to a URL template with {id} or to a directory "
+               "(local or http) holding the file (see README.md, 'Offline').")
+
+
+def with_mirror(urls: list[str], filename: str, **fields) -> list[str]:
+    """`urls`, with the GUTENBERG_MIRROR source for `filename` first when it is set."""
+    override = os.environ.get(MIRROR_ENV)
+    if not override:
+        return urls
+    if "{" in override:
+        try:
+            return [override.format(**fields), *urls]
+        except KeyError:  # a template for books; this file has no {id}
+            return urls
+    return [f"{override.rstrip('/')}/{filename}", *urls]
+
 
 RETRYABLE_STATUS = {408, 425, 429, 500, 502, 503, 504}
 
@@ -253,7 +283,7 @@ def build_char_vocab(text: str, min_count: int = 1) -> dict:
     kept = [c for c, n in counts.items() if n >= min_count]
     rare = len(counts) - len(kept)
     tokens = sorted(kept + ([UNKNOWN_CHAR] if rare and UNKNOWN_CHAR not in kept else []))
-    return {"tokens": tokens, "unknown": UNKNOWN_CHAR if rare else None}
+    return {"unit": "char", "tokens": tokens, "unknown": UNKNOWN_CHAR if rare else None}
 
 
 def id_dtype(vocab_size: int):
@@ -280,6 +310,37 @@ def decode_chars(ids, vocab: dict) -> str:
     return "".join(tokens[i] for i in ids)
 
 
+JOINING_PUNCTUATION = set("'\u2018\u2019.")
+
+
+def clean_headline(raw: str, repair_encoding: bool, ascii_fold: bool, lowercase: bool,
+                   strip_punctuation: bool) -> tuple[str, bool]:
+    """A headline after each cleaning step that is switched on (tokenize-headlines stores the
+    switches in the vocabulary, so sample cleans seed phrases the same way), and whether its
+    encoding was repaired ("â€™" read back as "’")."""
+    import ftfy  # the well-kept mojibake repairer; only the headlines stages load it
+    text, repaired = raw, False
+    if repair_encoding:
+        text = ftfy.fix_encoding(raw)
+        repaired = text != raw
+    if strip_punctuation:  # every Unicode punctuation mark and symbol, curly quotes included;
+        # apostrophes and periods join their word ("trump’s" → "trumps", "u.s." → "us")
+        text = "".join("" if c in JOINING_PUNCTUATION else " " if unicodedata.category(c)[0] in "PS" else c
+                       for c in text)
+    if ascii_fold:  # é → e; what has no ASCII form is dropped
+        text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    if lowercase:
+        text = text.lower()
+    return " ".join(text.split()), repaired
+
+
+def encode_words(words: list[str], vocab: dict) -> list[int]:
+    """Word ids; words outside the vocabulary map to its unknown token."""
+    index = {w: i for i, w in enumerate(vocab["tokens"])}
+    unknown = index[vocab["unknown"]]
+    return [index.get(w, unknown) for w in words]
+
+
 def read_vocab(path) -> dict:
     try:
         vocab = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -289,34 +350,47 @@ def read_vocab(path) -> dict:
 
 
 # --- branches ------------------------------------------------------------------------------
-# A branch is one input route into the shared train-lstm and sample stages. Its data and
-# vocabulary come from its own upstream stages; its model and metrics are named after it.
+# A branch is one input route into the shared train-lstm and sample scripts. Its data and
+# vocabulary come from its own upstream stages; its stages, model and metrics are named after it.
 
-BRANCH_INPUTS = {
-    "char": {"train": "data/windows/train.npz", "val": "data/windows/val.npz", "vocab": "data/vocab/chars.json"},
+BRANCHES = {
+    "char": {"train": "data/windows/train.npz", "val": "data/windows/val.npz", "vocab": "data/vocab/chars.json",
+             "upstream": "window", "train_stage": "train-lstm", "sample_stage": "sample"},
+    "headlines": {"train": "data/headlines/train.npz", "val": "data/headlines/val.npz",
+                  "vocab": "data/headlines/vocab.json", "upstream": "tokenize-headlines",
+                  "train_stage": "train-lstm-headlines", "sample_stage": "sample-headlines"},
 }
 
 
-def branch_paths(branch: str) -> dict[str, Path]:
-    if branch not in BRANCH_INPUTS:
-        raise UserError(f"unknown branch {branch!r}; known: {', '.join(BRANCH_INPUTS)}")
-    paths = {name: Path(p) for name, p in BRANCH_INPUTS[branch].items()}
-    return paths | {"model": Path(f"data/models/{branch}.keras"), "live": Path(f"metrics/train/{branch}"),
-                    "sample": Path(f"metrics/sample/{branch}")}
+def branch_spec(branch: str) -> dict:
+    """A branch's inputs, the stage that makes them, its own stage names, and its outputs."""
+    if branch not in BRANCHES:
+        raise UserError(f"unknown branch {branch!r}; known: {', '.join(BRANCHES)}")
+    spec = dict(BRANCHES[branch], branch=branch)
+    for key in ("train", "val", "vocab"):
+        spec[key] = Path(spec[key])
+    return spec | {"model": Path(f"data/models/{branch}.keras"), "live": Path(f"metrics/train/{branch}"),
+                   "sample": Path(f"metrics/sample/{branch}")}
 
 
-def load_windows(path, vocab: dict) -> dict:
-    """One split written by the window stage: its text as ids, the window starts, seq_length."""
+def load_split(path, vocab: dict, upstream: str) -> dict:
+    """One split of a branch's training data, in either of its two forms: `tokens` (the text
+    once) with window `starts` and `seq_length` (char), or one padded row per example (headlines)."""
     try:
         with np.load(path) as f:
-            data = {"tokens": f["tokens"], "starts": f["starts"], "seq_length": int(f["seq_length"])}
-    except (OSError, ValueError, KeyError, EOFError) as err:
-        raise UserError(f"cannot read {path} ({err}); run `dvc checkout {path}` or `dvc repro -f window`")
-    if data["tokens"].size and int(data["tokens"].max()) >= len(vocab["tokens"]):
+            data = {key: f[key] for key in f.files}
+    except (OSError, ValueError, EOFError) as err:
+        raise UserError(f"cannot read {path} ({err}); run `dvc checkout {path}` or `dvc repro -f {upstream}`")
+    ids = data.get("rows", data.get("tokens"))
+    if ids is None or not ids.size:
+        raise UserError(f"{path} holds no token ids; run `dvc repro -f {upstream}`")
+    if int(ids.max()) >= len(vocab["tokens"]):
         raise UserError(f"{path} holds token ids beyond the vocabulary's {len(vocab['tokens'])} tokens: it was "
-                        f"made from another vocabulary; run `dvc repro -f window`")
-    if len(data["starts"]) == 0 or data["starts"].max() + data["seq_length"] >= data["tokens"].size:
-        raise UserError(f"{path} has no windows, or windows past its text; run `dvc repro -f window`")
+                        f"made from another vocabulary; run `dvc repro -f {upstream}`")
+    if "starts" in data:
+        data["seq_length"] = int(data["seq_length"])
+        if not len(data["starts"]) or data["starts"].max() + data["seq_length"] >= ids.size:
+            raise UserError(f"{path} has no windows, or windows past its text; run `dvc repro -f {upstream}`")
     return data
 
 

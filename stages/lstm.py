@@ -72,6 +72,34 @@ def window_dataset(tokens: np.ndarray, starts: np.ndarray, seq_length: int, batc
     return ds.batch(batch_size).map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
+def rows_dataset(rows: np.ndarray, pad_id: int, batch_size: int, shuffle_seed: int | None = None) -> tf.data.Dataset:
+    """Batches of (inputs, targets, weights) from right-padded rows: inputs row[:-1], targets
+    row[1:], and weight 0 where the target is padding."""
+    ds = tf.data.Dataset.from_tensor_slices(rows.astype(np.int32))
+    if shuffle_seed is not None:
+        ds = ds.shuffle(len(rows), seed=shuffle_seed, reshuffle_each_iteration=True)
+
+    def split(batch):
+        targets = batch[:, 1:]
+        return batch[:, :-1], targets, tf.cast(targets != pad_id, tf.float32)
+
+    return ds.batch(batch_size).map(split, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def split_dataset(split: dict, vocab: dict, batch_size: int, shuffle_seed: int | None = None) -> tf.data.Dataset:
+    """The dataset for one split in either form load_split returns."""
+    if "rows" in split:
+        return rows_dataset(split["rows"], vocab["tokens"].index(vocab["pad"]), batch_size, shuffle_seed)
+    return window_dataset(split["tokens"], split["starts"], split["seq_length"], batch_size, shuffle_seed)
+
+
+def targets_per_epoch(split: dict, vocab: dict) -> int:
+    """How many tokens one epoch over this split predicts (padding excluded)."""
+    if "rows" in split:
+        return int(np.count_nonzero(split["rows"][:, 1:] != vocab["tokens"].index(vocab["pad"])))
+    return len(split["starts"]) * split["seq_length"]
+
+
 def load_model(path) -> keras.Model:
     """Load a saved model as data: safe_mode refuses files that carry serialized code."""
     try:

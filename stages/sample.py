@@ -1,6 +1,6 @@
 """sample: generate text from a branch's trained model, carrying the LSTM state token by token.
 
-    python stages/sample.py <branch>
+    python stages/sample.py <branch>      # char (stage sample) or headlines (sample-headlines)
 
 Writes, beside params.yaml in git: metrics/sample/<branch>/samples.txt, provenance.json (the
 params, model and vocabulary hashes that produced it: deterministic fields only) and
@@ -13,57 +13,59 @@ import time
 
 import numpy as np
 
-from common import (UserError, branch_paths, decode_chars, encode_chars, load_windows, optional, positive_int,
-                    positive_number, integer, read_params, read_vocab, run, sample_next, sha256_file, write_json, write_text)
+from common import (UserError, branch_spec, clean_headline, decode_chars, encode_chars, encode_words, integer, list_of,
+                    load_split, non_empty_string, optional, positive_int, positive_number, read_params, read_vocab,
+                    run, sample_next, sha256_file, write_json, write_text)
 
-PARAMS = {"length": positive_int, "temperature": positive_number, "top_k": optional(positive_int),
-          "seed_text": optional(lambda v: None if isinstance(v, str) and v else "must be a non-empty string or null"),
-          "seed_length": positive_int, "num_samples": positive_int, "seed": integer}
-
-
-def choose_seeds(params: dict, val_tokens: np.ndarray, vocab: dict, rng: np.random.Generator) -> list[dict]:
-    """The given seed text for every sample, or a window of the validation text per sample."""
-    if params["seed_text"] is not None:
-        ids = encode_chars(params["seed_text"], vocab, "params.yaml: sample.seed_text")
-        return [{"source": "params.yaml", "ids": ids}] * params["num_samples"]
-    length = min(params["seed_length"], len(val_tokens))
-    offsets = rng.integers(0, len(val_tokens) - length + 1, size=params["num_samples"])
-    return [{"source": "validation text", "offset": int(o), "ids": val_tokens[o:o + length]} for o in offsets]
+COMMON_PARAMS = {"temperature": positive_number, "top_k": optional(positive_int), "seed": integer}
+PARAMS = {
+    "char": {"length": positive_int, "seed_text": optional(non_empty_string), "seed_length": positive_int,
+             "num_samples": positive_int, **COMMON_PARAMS},
+    "headlines": {"seeds": list_of(non_empty_string), "max_words": positive_int, **COMMON_PARAMS},
+}
 
 
-def generate(stepper, seeds: list[np.ndarray], length: int, temperature: float, top_k, rng) -> np.ndarray:
-    """Prime the state with each seed (all the same length), then draw `length` tokens per row."""
+def generate(stepper, seeds: list, length: int, temperature: float, top_k, rng, end_id=None) -> list[list[int]]:
+    """Prime the state with the seeds (one per row, all the same length), then draw up to
+    `length` tokens per row; a row stops at `end_id`, which is not returned."""
     state = stepper.initial_state(len(seeds))
     prompt = np.stack(seeds)
     for column in prompt[:, :-1].T:
         _, state = stepper.step(column, state)
-    token, out = prompt[:, -1], np.empty((len(seeds), length), dtype=np.int64)
-    for i in range(length):
+    token, out = prompt[:, -1], []
+    for _ in range(length):
         logits, state = stepper.step(token, state)
-        token = out[:, i] = sample_next(logits, temperature, top_k, rng)
-    return out
+        token = sample_next(logits, temperature, top_k, rng)
+        out.append(token)
+        if end_id is not None and all((np.array(out) == end_id).any(axis=0)):
+            break
+    rows = np.array(out).T.tolist()
+    return [row[:row.index(end_id)] if end_id in row else row for row in rows]
 
+
+# --- measures of the generated text ---------------------------------------------------------
 
 def words(text: str) -> list[str]:
     return re.findall(r"[^\W\d_]+(?:'[^\W\d_]+)*", text.lower())
 
 
+def ngrams(tokens: list, n: int) -> list[tuple]:
+    return [tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
+
+
 def distinct_n(tokens: list, n: int) -> float:
     """Share of n-grams that are distinct (1.0: nothing repeats)."""
-    grams = [tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
+    grams = ngrams(tokens, n)
     return len(set(grams)) / len(grams) if grams else 0.0
 
 
 def repetition_rate(tokens: list, n: int = 4) -> float:
-    """Share of word n-grams that already occurred earlier in the same text: loops score high."""
-    seen, repeats, grams = set(), 0, [tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
-    for gram in grams:
-        repeats += gram in seen
-        seen.add(gram)
-    return repeats / len(grams) if grams else 0.0
+    """Share of n-grams that already occurred earlier in the same text: loops score high."""
+    grams = ngrams(tokens, n)
+    return 1 - len(set(grams)) / len(grams) if grams else 0.0
 
 
-def text_metrics(samples: list[str], training_words: set) -> dict:
+def char_metrics(samples: list[str], training_words: set) -> dict:
     per_sample = [words(s) for s in samples]
     all_words = [w for ws in per_sample for w in ws]
     return {"known_word_share": sum(w in training_words for w in all_words) / len(all_words) if all_words else 0.0,
@@ -72,45 +74,91 @@ def text_metrics(samples: list[str], training_words: set) -> dict:
             "repetition_rate": float(np.mean([repetition_rate(ws) for ws in per_sample]))}
 
 
-def format_samples(seeds: list[dict], texts: list[str], vocab: dict) -> str:
-    parts = []
+def headline_metrics(headlines: list[list[str]], generated: list[list[str]], training: set, unknown: str) -> dict:
+    all_generated = [w for g in generated for w in g]
+    return {"copied_share": sum(" ".join(h) in training for h in headlines) / len(headlines),
+            "distinct_1": distinct_n(all_generated, 1), "distinct_2": distinct_n(all_generated, 2),
+            "unknown_share": all_generated.count(unknown) / len(all_generated) if all_generated else 0.0}
+
+
+# --- the two branches -----------------------------------------------------------------------
+
+def sample_chars(params, stepper, vocab, train, val, rng) -> tuple[str, dict, list, int]:
+    """`num_samples` texts of `length` characters, each after a seed: `seed_text`, or a window
+    of the validation text chosen by the RNG."""
+    if params["seed_text"] is not None:
+        ids = encode_chars(params["seed_text"], vocab, "params.yaml: sample.seed_text")
+        seeds = [{"source": "params.yaml", "ids": ids}] * params["num_samples"]
+    else:
+        text = val["tokens"]
+        length = min(params["seed_length"], len(text))
+        offsets = rng.integers(0, len(text) - length + 1, size=params["num_samples"])
+        seeds = [{"source": "validation text", "offset": int(o), "ids": text[o:o + length]} for o in offsets]
+    rows = generate(stepper, [s["ids"] for s in seeds], params["length"], params["temperature"], params["top_k"], rng)
+    texts = [decode_chars(row, vocab) for row in rows]
+    out = []
     for i, (seed, generated) in enumerate(zip(seeds, texts), 1):
         where = f", offset {seed['offset']}" if "offset" in seed else ""
-        parts.append(f"=== sample {i} of {len(texts)} ===\nseed ({seed['source']}{where}):\n"
-                     f"{decode_chars(seed['ids'], vocab)}\ngenerated:\n{generated}\n")
-    return "\n".join(parts)
+        out.append(f"=== sample {i} of {len(texts)} ===\nseed ({seed['source']}{where}):\n"
+                   f"{decode_chars(seed['ids'], vocab)}\ngenerated:\n{generated}\n")
+    training_words = set(words(decode_chars(train["tokens"], vocab)))
+    seeds = [{k: v for k, v in s.items() if k != "ids"} for s in seeds]
+    return "\n".join(out), char_metrics(texts, training_words), seeds, sum(map(len, rows))
+
+
+def sample_headlines(params, stepper, vocab, train, val, rng) -> tuple[str, dict, list, int]:
+    """One headline per seed phrase: the seed, then up to `max_words` words or the end token;
+    title-cased as in the tutorial."""
+    tokens, unknown = vocab["tokens"], vocab["unknown"]
+    lines, headlines, generated, seeds = [], [], [], []
+    for phrase in params["seeds"]:
+        seed_words = clean_headline(phrase, **vocab["cleaning"])[0].split()
+        missing = [w for w in seed_words if w not in tokens]
+        if len(missing) == len(seed_words):
+            raise UserError(f"params.yaml: sample-headlines.seeds: {phrase!r} has no word the model knows "
+                            f"({', '.join(missing) or 'nothing is left after cleaning'}); choose other seed words")
+        if missing:
+            print(f"warning: seed {phrase!r}: unknown to the model, read as {unknown}: {', '.join(missing)}",
+                  file=sys.stderr)
+        row = generate(stepper, [np.array(encode_words(seed_words, vocab))], params["max_words"],
+                       params["temperature"], params["top_k"], rng, end_id=tokens.index(vocab["end"]))[0]
+        new_words = [tokens[i] for i in row]
+        headline = seed_words + new_words
+        headlines.append(headline)
+        generated.append(new_words)
+        seeds.append({"phrase": phrase, "words": seed_words, "unknown": missing})
+        lines.append(" ".join(w if w == unknown else w.title() for w in headline))
+    pad = tokens.index(vocab["pad"])
+    training = {" ".join(tokens[i] for i in row if i != pad and tokens[i] != vocab["end"]) for row in train["rows"]}
+    metrics = headline_metrics(headlines, generated, training, unknown)
+    return "\n".join(lines) + "\n", metrics, seeds, sum(map(len, generated)) + len(generated)  # + the end tokens
 
 
 def main(branch: str = "char") -> None:
-    paths = branch_paths(branch)
-    params = read_params("sample", PARAMS)
-    vocab = read_vocab(paths["vocab"])
-    train, val = load_windows(paths["train"], vocab), load_windows(paths["val"], vocab)
+    spec = branch_spec(branch)
+    params = read_params(spec["sample_stage"], PARAMS[branch])
+    vocab = read_vocab(spec["vocab"])
+    train, val = (load_split(spec[s], vocab, spec["upstream"]) for s in ("train", "val"))
     rng = np.random.default_rng(params["seed"])
-    seeds = choose_seeds(params, val["tokens"], vocab, rng)
 
     from lstm import Stepper, load_model
-    model = load_model(paths["model"])
+    model = load_model(spec["model"])
     if model.output_shape[-1] != len(vocab["tokens"]):
-        raise UserError(f"{paths['model']} predicts {model.output_shape[-1]} tokens but {paths['vocab']} has "
-                        f"{len(vocab['tokens'])}: they come from different runs; run `dvc repro train-lstm`")
+        raise UserError(f"{spec['model']} predicts {model.output_shape[-1]} tokens but {spec['vocab']} has "
+                        f"{len(vocab['tokens'])}: they come from different runs; run `dvc repro {spec['train_stage']}`")
     started = time.monotonic()
-    ids = generate(Stepper(model), [s["ids"] for s in seeds], params["length"], params["temperature"],
-                   params["top_k"], rng)
+    text, metrics, seeds, n_tokens = (sample_chars if branch == "char" else sample_headlines)(
+        params, Stepper(model), vocab, train, val, rng)
     seconds = time.monotonic() - started
-    texts = [decode_chars(row, vocab) for row in ids]
 
-    out = paths["sample"]
-    write_text(out / "samples.txt", format_samples(seeds, texts, vocab))
+    out = spec["sample"]
+    write_text(out / "samples.txt", text)
     write_json(out / "provenance.json", {
-        "branch": branch, "params": {"sample": params},
-        "model": {"path": str(paths["model"]), "sha256": sha256_file(paths["model"])},
-        "vocab": {"path": str(paths["vocab"]), "sha256": sha256_file(paths["vocab"])},
-        "seeds": [{k: v for k, v in s.items() if k != "ids"} for s in seeds],
-        "samples_sha256": sha256_file(out / "samples.txt")})
-    training_words = set(words(decode_chars(train["tokens"], vocab)))
-    write_json(out / "metrics.json", {"tokens_per_second": round(ids.size / seconds, 1),
-                                      **text_metrics(texts, training_words)})
+        "branch": branch, "params": {spec["sample_stage"]: params},
+        "model": {"path": str(spec["model"]), "sha256": sha256_file(spec["model"])},
+        "vocab": {"path": str(spec["vocab"]), "sha256": sha256_file(spec["vocab"])},
+        "seeds": seeds, "samples_sha256": sha256_file(out / "samples.txt")})
+    write_json(out / "metrics.json", {"tokens_per_second": round(n_tokens / seconds, 1), **metrics})
 
 
 if __name__ == "__main__":

@@ -135,10 +135,21 @@ def in_tmp(tmp_path, monkeypatch) -> Path:
     return tmp_path
 
 
+def headlines_csv(n: int = 300, seed: int = 0) -> bytes:
+    """Made-up headlines in the tutorial's one-column CSV, with "Unknown" rows among them."""
+    rng = random.Random(seed)
+    rows = ["Unknown" if i % 10 == 0 else " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 9))).title()
+            for i in range(n)]
+    return ("headline\r\n" + "\r\n".join(rows) + "\r\n").encode("utf-8")
+
+
 TINY = {"download_gutenberg": {"book_ids": [1]},
         "window": {"seq_length": 20, "step": 10, "val_fraction": 0.1},
         "train_lstm": {"layers": 1, "units": 16, "embedding_dim": 8, "epochs": 1, "batch_size": 32},
-        "sample": {"length": 40, "num_samples": 2, "seed_length": 10}}
+        "sample": {"length": 40, "num_samples": 2, "seed_length": 10},
+        "tokenize_headlines": {"sha256": None, "vocab_size": 100, "max_length": 12},
+        "train_lstm_headlines": {"units": 16, "embedding_dim": 8, "epochs": 1},
+        "sample_headlines": {"seeds": ["alice", "the queen"], "max_words": 5}}
 
 
 def dvc_env() -> dict:
@@ -160,7 +171,7 @@ def sh(args, cwd, env, check=True) -> subprocess.CompletedProcess:
 @pytest.fixture
 def dvc_project(tmp_path, server):
     """A copy of the project in a fresh git repo (one commit, as DVCLive needs), with tiny
-    params and its one book served by the local HTTP server."""
+    params, and its book and headlines served by the local HTTP server."""
     repo = tmp_path / "repo"
     for name in PROJECT_FILES:
         src, dst = ROOT / name, repo / name
@@ -168,7 +179,9 @@ def dvc_project(tmp_path, server):
         (shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__")) if src.is_dir()
          else shutil.copy2(src, dst))
     server.files["/pg1.txt"] = gutenberg_file(book_body())
-    tiny = {**TINY, "download_gutenberg": {**TINY["download_gutenberg"], "mirrors": [server.url + "/pg{id}.txt"]}}
+    server.files["/headlines.csv"] = headlines_csv()
+    tiny = {**TINY, "download_gutenberg": {**TINY["download_gutenberg"], "mirrors": [server.url + "/pg{id}.txt"]},
+            "tokenize_headlines": {**TINY["tokenize_headlines"], "source": server.url + "/headlines.csv"}}
     write_params(repo, **tiny)
     env = dvc_env()
     sh(["git", "init", "-q"], repo, env)

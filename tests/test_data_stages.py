@@ -104,7 +104,7 @@ def test_real_alice_keeps_exactly_the_book(name, opening, corpora, server, in_tm
 def test_vocab_round_trips_and_is_compact():
     text = "hello, world\n"
     vocab = common.build_char_vocab(text)
-    assert vocab == {"tokens": sorted(set(text)), "unknown": None}
+    assert vocab == {"unit": "char", "tokens": sorted(set(text)), "unknown": None}
     ids = common.encode_chars(text, vocab)
     assert ids.dtype == np.uint8
     assert common.decode_chars(ids, vocab) == text
@@ -112,7 +112,7 @@ def test_vocab_round_trips_and_is_compact():
 
 def test_rare_characters_map_to_unknown():
     vocab = common.build_char_vocab("aaabbbc", min_count=2)
-    assert vocab == {"tokens": ["a", "b", common.UNKNOWN_CHAR], "unknown": common.UNKNOWN_CHAR}
+    assert vocab == {"unit": "char", "tokens": ["a", "b", common.UNKNOWN_CHAR], "unknown": common.UNKNOWN_CHAR}
     assert common.decode_chars(common.encode_chars("abcz", vocab), vocab) == "ab" + common.UNKNOWN_CHAR * 2
 
 
@@ -171,6 +171,19 @@ def test_a_stage_with_bad_params_exits_non_zero_with_one_line_per_problem(tmp_pa
     assert proc.returncode == 1
     assert proc.stderr == "error: params.yaml: window.seq_length = -1 must be a whole number > 0\n"
     assert not (tmp_path / "data").exists()
+
+
+def test_train_params_are_checked_before_tensorflow_loads(in_tmp):
+    import train_lstm
+    write_params(in_tmp, train_lstm={"layers": 0, "units": -8, "batch_size": 0, "dropout": 1.0, "learning_rate": 0})
+    with pytest.raises(UserError) as err:
+        train_lstm.main()
+    assert str(err.value).splitlines() == [
+        "params.yaml: train-lstm.layers = 0 must be a whole number > 0",
+        "params.yaml: train-lstm.units = -8 must be a whole number > 0",
+        "params.yaml: train-lstm.dropout = 1.0 must be a number >= 0 and < 1",
+        "params.yaml: train-lstm.batch_size = 0 must be a whole number > 0",
+        "params.yaml: train-lstm.learning_rate = 0 must be a number > 0"]
 
 
 # --- atomic writes --------------------------------------------------------------------------

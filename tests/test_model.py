@@ -3,15 +3,20 @@
 import json
 import math
 import os
+import shutil
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
 
+import common
 from common import UserError, sample_next
-from conftest import TINY, book_body, gutenberg_file, write_params
+from conftest import ROOT, TINY, book_body, gutenberg_file, headlines_csv, write_params
 
-lstm = pytest.importorskip("lstm")  # imports TensorFlow
 import keras  # noqa: E402
+import lstm  # noqa: E402
 
 
 def test_the_lstm_layers_are_cudnn_eligible():
@@ -40,6 +45,14 @@ def test_window_dataset_gathers_shifted_targets():
     (inputs, targets), = list(lstm.window_dataset(tokens, starts, seq_length=5, batch_size=3).as_numpy_iterator())
     assert inputs.tolist() == [[0, 1, 2, 3, 4], [7, 8, 9, 10, 11], [30, 31, 32, 33, 34]]
     assert np.array_equal(targets, inputs + 1)
+
+
+def test_rows_dataset_weighs_padding_zero():
+    rows = np.array([[5, 6, 2, 0, 0], [7, 2, 0, 0, 0]], dtype=np.uint16)
+    (inputs, targets, weights), = list(lstm.rows_dataset(rows, pad_id=0, batch_size=2).as_numpy_iterator())
+    assert inputs.tolist() == [[5, 6, 2, 0], [7, 2, 0, 0]]
+    assert targets.tolist() == [[6, 2, 0, 0], [2, 0, 0, 0]]
+    assert weights.tolist() == [[1, 1, 0, 0], [1, 0, 0, 0]]
 
 
 def test_sampling_respects_temperature_and_top_k():
@@ -95,6 +108,26 @@ def test_training_writes_the_model_and_its_scores(trained):
     assert not list((trained / "data/models").glob(".*"))  # no temporary left beside it
 
 
+def test_killed_training_leaves_no_model_and_no_scores(trained, tmp_path):
+    """SIGKILL mid-training: neither the model nor metrics/train/char may look complete; the
+    next run sweeps what the killed one left half-written."""
+    work = tmp_path / "work"
+    shutil.copytree(trained, work, ignore=shutil.ignore_patterns("models", "train"))
+    write_params(work, **{**TINY, "train_lstm": {**TINY["train_lstm"], "epochs": 10_000}})
+    proc = subprocess.Popen([sys.executable, str(ROOT / "stages/train_lstm.py"), "char"], cwd=work,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not list(work.glob("metrics/train/.char.*.partial/plots/metrics/eval/loss.tsv")):  # an epoch is done
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.2)
+    proc.kill()
+    proc.wait()
+    assert not (work / "data/models/char.keras").exists() and not (work / "metrics/train/char").exists()
+    with common.atomic_dir(work / "metrics/train/char") as fresh:
+        (fresh / "metrics.json").write_text("{}")
+    assert sorted(p.name for p in (work / "metrics/train").iterdir()) == ["char"]  # the partial was swept
+
+
 def run_sample(folder, monkeypatch, **params):
     import sample
     monkeypatch.chdir(folder)
@@ -137,3 +170,53 @@ def test_a_seed_text_outside_the_vocabulary_is_refused_by_name(trained, monkeypa
 def test_bad_sample_params_are_refused(trained, monkeypatch, params, message):
     with pytest.raises(UserError, match=message):
         run_sample(trained, monkeypatch, **params)
+
+
+@pytest.fixture(scope="module")
+def trained_headlines(tmp_path_factory):
+    import tokenize_headlines
+    import train_lstm
+    tmp = tmp_path_factory.mktemp("headlines")
+    (tmp / "headlines.csv").write_bytes(headlines_csv())
+    write_params(tmp, **{**TINY, "tokenize_headlines": {**TINY["tokenize_headlines"], "source": "headlines.csv"}})
+    old = os.getcwd()
+    os.chdir(tmp)
+    try:
+        tokenize_headlines.main()
+        train_lstm.main("headlines")
+    finally:
+        os.chdir(old)
+    return tmp
+
+
+def run_headlines(folder, monkeypatch, **params):
+    import sample
+    monkeypatch.chdir(folder)
+    write_params(folder, **{**TINY, "tokenize_headlines": {**TINY["tokenize_headlines"], "source": "headlines.csv"},
+                            "sample_headlines": {**TINY["sample_headlines"], **params}})
+    sample.main("headlines")
+    out = folder / "metrics/sample/headlines"
+    return (out / "samples.txt").read_text(), json.loads((out / "metrics.json").read_text())
+
+
+def test_headlines_train_with_per_word_scores(trained_headlines):
+    summary = json.loads((trained_headlines / "metrics/train/headlines/metrics.json").read_text())
+    assert summary["best_val_bits_per_word"] == pytest.approx(summary["best_val_loss"] / math.log(2))
+    assert 1 < summary["best_val_perplexity"] < 100  # a vocabulary of 100 words at most
+
+
+def test_headlines_are_one_title_cased_line_per_seed(trained_headlines, monkeypatch, capsys):
+    text, metrics = run_headlines(trained_headlines, monkeypatch, seeds=["Alice", "the QUEEN", "zebra queen"])
+    lines = text.splitlines()
+    assert len(lines) == 3
+    assert lines[0].startswith("Alice") and lines[1].startswith("The Queen") and lines[2].startswith("Zebra Queen")
+    assert all(len(line.split()) <= n + 5 for line, n in zip(lines, (1, 2, 2)))  # max_words: 5
+    assert "zebra" in capsys.readouterr().err
+    assert set(metrics) == {"tokens_per_second", "copied_share", "distinct_1", "distinct_2", "unknown_share"}
+    assert 0 <= metrics["copied_share"] <= 1 and 0 <= metrics["unknown_share"] <= 1
+
+
+def test_a_seed_of_only_unknown_words_is_refused(trained_headlines, monkeypatch):
+    with pytest.raises(UserError, match=r"sample-headlines.seeds: 'zebra xylophone' has no word the model knows "
+                                        r"\(zebra, xylophone\)"):
+        run_headlines(trained_headlines, monkeypatch, seeds=["zebra xylophone"])

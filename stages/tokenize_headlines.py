@@ -1,0 +1,154 @@
+"""tokenize-headlines: a CSV of headlines → word ids for the headlines branch.
+
+Reads the CSV named by params (a local path or an http(s) URL; one column of headlines);
+writes data/headlines/ (source.csv as read, vocab.json, train.npz, val.npz) and
+metrics/headlines.json.
+
+Each headline becomes one row: its word ids, the end token, then padding on the right up to
+max_length + 1. Inputs are row[:-1] and targets row[1:], so position t predicts word t+1 from
+words 1..t: the row holds every prefix n-gram of the headline (the tutorial's training pairs),
+computed in one pass instead of one padded copy per prefix. Padding on the right keeps padding
+out of every real position's state and keeps the LSTM cuDNN-eligible; padded targets weigh 0.
+"""
+
+import hashlib
+import random
+import shutil
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from common import (MIRROR_HINT, UserError, atomic_dir, boolean, clean_headline, encode_words, fetch, fraction, id_dtype,
+                    integer, list_of, non_empty_string, optional, positive_int, read_params, run, with_mirror,
+                    write_json)
+
+OUT_DIR = Path("data/headlines")
+METRICS = Path("metrics/headlines.json")
+PAD, UNKNOWN, END = "<pad>", "<unk>", "<end>"
+CLEANING = ("repair_encoding", "ascii_fold", "lowercase", "strip_punctuation")
+PARAMS = {"source": non_empty_string, "sha256": optional(non_empty_string), "column": non_empty_string,
+          "drop_values": list_of(non_empty_string, non_empty=False),
+          "repair_encoding": boolean, "ascii_fold": boolean, "lowercase": boolean, "strip_punctuation": boolean,
+          "vocab_size": positive_int, "max_length": positive_int, "val_fraction": fraction, "seed": integer}
+
+
+def build_word_vocab(headlines: list[list[str]], vocab_size: int, cleaning: dict) -> dict:
+    """Special tokens, then the most frequent words (ties alphabetical) up to vocab_size in all;
+    with the cleaning that turned raw headlines into these words."""
+    counts = Counter(w for words in headlines for w in words)
+    ranked = sorted(counts, key=lambda w: (-counts[w], w))
+    specials = [PAD, UNKNOWN, END]
+    return {"unit": "word", "tokens": specials + ranked[:max(vocab_size - len(specials), 0)],
+            "pad": PAD, "unknown": UNKNOWN, "end": END, "cleaning": cleaning}
+
+
+def coverage(headlines: list[list[str]], known: set) -> float:
+    """Share of the words that the vocabulary knows."""
+    words = [w for h in headlines for w in h]
+    return round(sum(w in known for w in words) / len(words), 4) if words else 0.0
+
+
+def headline_rows(headlines: list[list[str]], vocab: dict, max_length: int) -> tuple[np.ndarray, int]:
+    """One right-padded row per headline (words, end token, padding); and how many were cut
+    to max_length words (a cut headline gets no end token: it did not end there)."""
+    index = {w: i for i, w in enumerate(vocab["tokens"])}
+    rows = np.full((len(headlines), max_length + 1), index[vocab["pad"]], dtype=id_dtype(len(vocab["tokens"])))
+    cut = 0
+    for row, words in zip(rows, headlines):
+        ids = encode_words(words[:max_length], vocab)
+        if len(words) > max_length:
+            cut += 1
+        else:
+            ids.append(index[vocab["end"]])
+        row[:len(ids)] = ids
+    return rows, cut
+
+
+def split_headlines(headlines: list[str], val_fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    """Distinct headlines, shuffled by `seed`, the last val_fraction held out: a headline that
+    occurs twice is on one side only."""
+    distinct = sorted(set(headlines))
+    random.Random(seed).shuffle(distinct)
+    n_val = max(1, round(len(distinct) * val_fraction))
+    return distinct[:-n_val], distinct[-n_val:]
+
+
+def read_headlines(path: Path, column: str, name: str) -> list[str]:
+    """The column's values, as strings; errors name the file as the user gave it (`name`)."""
+    import pandas as pd
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, skip_blank_lines=False, encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise UserError(f"{name} is not UTF-8 text ({err.reason} at byte {err.start}); "
+                        "re-save the CSV as UTF-8")
+    except pd.errors.EmptyDataError:
+        raise UserError(f"{name} is empty: expected a CSV with a header row and a '{column}' column")
+    except pd.errors.ParserError as err:
+        raise UserError(f"{name} is not a readable CSV ({err})")
+    if column not in frame.columns:
+        raise UserError(f"{name} has no '{column}' column (columns: {', '.join(map(str, frame.columns))}); "
+                        "set tokenize-headlines.column")
+    return frame[column].tolist()
+
+
+def get_source(source: str, dest: Path) -> None:
+    """Copy or download the CSV to dest, with the same retries and mirror as the books."""
+    if source.startswith(("http://", "https://")):
+        name = source.rsplit("/", 1)[-1] or "headlines.csv"
+        fetch(with_mirror([source], name), dest, "the headlines CSV", hint=MIRROR_HINT)
+    elif Path(source).is_file():
+        shutil.copyfile(source, dest)
+    else:
+        raise UserError(f"params.yaml: tokenize-headlines.source = {source!r}: no such file; "
+                        "give a CSV path (relative to the project root) or an http(s) URL")
+
+
+def main() -> None:
+    params = read_params("tokenize-headlines", PARAMS)
+    with atomic_dir(OUT_DIR) as tmp:
+        csv = tmp / "source.csv"
+        get_source(params["source"], csv)
+        digest = hashlib.sha256(csv.read_bytes()).hexdigest()
+        if params["sha256"] and digest != params["sha256"].lower():
+            raise UserError(f"{params['source']} has sha256 {digest}, not the pinned {params['sha256']}: the file "
+                            "changed. Check it, then set tokenize-headlines.sha256 to the new value (or null)")
+        raw = read_headlines(csv, params["column"], params["source"])
+        drop = set(params["drop_values"])
+        kept = [h for h in raw if h.strip() not in drop]
+        cleaned, repaired = [], 0
+        cleaning = {key: params[key] for key in CLEANING}
+        for headline in kept:
+            words, fixed = clean_headline(headline, **cleaning)
+            repaired += fixed
+            if words:
+                cleaned.append(words)
+        if not cleaned:
+            raise UserError(f"{params['source']}: no headlines left out of {len(raw)} rows after dropping "
+                            f"{sorted(drop)} and empty ones; check tokenize-headlines.column and drop_values")
+        train, val = split_headlines(cleaned, params["val_fraction"], params["seed"])
+        if not train:
+            raise UserError(f"{params['source']}: only {len(set(cleaned))} distinct headlines, too few to "
+                            "hold some out; add rows or lower tokenize-headlines.val_fraction")
+        train_words, val_words = [h.split() for h in train], [h.split() for h in val]
+        vocab = build_word_vocab(train_words, params["vocab_size"], cleaning)
+        write_json(tmp / "vocab.json", vocab)
+        cut = 0
+        for name, split in (("train", train_words), ("val", val_words)):
+            rows, n_cut = headline_rows(split, vocab, params["max_length"])
+            cut += n_cut
+            with open(tmp / f"{name}.npz", "wb") as f:
+                np.savez(f, rows=rows)
+
+    known = set(vocab["tokens"])
+    write_json(METRICS, {"rows_read": len(raw), "rows_dropped": len(raw) - len(kept),
+                         "rows_empty_after_cleaning": len(kept) - len(cleaned), "rows_repaired": repaired,
+                         "duplicates": len(cleaned) - len(set(cleaned)), "headlines_train": len(train),
+                         "headlines_val": len(val), "headlines_cut": cut, "vocab_size": len(vocab["tokens"]),
+                         "coverage_train": coverage(train_words, known), "coverage_val": coverage(val_words, known)})
+    print(f"{len(train)} training and {len(val)} validation headlines, {len(vocab['tokens'])} words", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    run(main)
