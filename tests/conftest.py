@@ -1,6 +1,7 @@
 """Shared fixtures: a real HTTP server on 127.0.0.1, fixture books the tests write themselves,
 the shared corpora, and a copy of the project in a temporary git repo for the real `dvc` CLI."""
 
+import contextlib
 import os
 import random
 import shutil
@@ -101,12 +102,26 @@ class Server:
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
 
+@contextlib.contextmanager
+def serving():
+    srv = Server()
+    try:
+        yield srv
+    finally:
+        srv.httpd.shutdown()
+        srv.httpd.server_close()
+
+
 @pytest.fixture
 def server():
-    srv = Server()
-    yield srv
-    srv.httpd.shutdown()
-    srv.httpd.server_close()
+    with serving() as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def module_server():
+    with serving() as srv:
+        yield srv
 
 
 @pytest.fixture
@@ -168,11 +183,9 @@ def sh(args, cwd, env, check=True) -> subprocess.CompletedProcess:
     return proc
 
 
-@pytest.fixture
-def dvc_project(tmp_path, server):
+def make_dvc_project(repo: Path, server: Server):
     """A copy of the project in a fresh git repo (one commit, as DVCLive needs), with tiny
     params, and its book and headlines served by the local HTTP server."""
-    repo = tmp_path / "repo"
     for name in PROJECT_FILES:
         src, dst = ROOT / name, repo / name
         dst.parent.mkdir(parents=True, exist_ok=True)
@@ -188,3 +201,8 @@ def dvc_project(tmp_path, server):
     sh(["git", "add", "-A"], repo, env)
     sh(["git", "commit", "-q", "-m", "project"], repo, env)
     return repo, env
+
+
+@pytest.fixture
+def dvc_project(tmp_path, server):
+    return make_dvc_project(tmp_path / "repo", server)

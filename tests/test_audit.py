@@ -1,0 +1,78 @@
+"""Auditing which params produced which sample text, from dvc.lock and DVC experiments."""
+
+import json
+
+import pytest
+
+from conftest import make_dvc_project, sh
+from test_pipeline import repro
+
+SAMPLE = "metrics/sample/char/samples.txt"
+
+
+def audit(repo, env, *args, check=True):
+    return sh(["python", "stages/audit.py", *args], repo, env, check=check)
+
+
+@pytest.fixture(scope="module")
+def experiments(tmp_path_factory, module_server):
+    """The tiny project committed, then two experiments with different params (shared by the
+    tests here; the last one edits the workspace)."""
+    repo, env = make_dvc_project(tmp_path_factory.mktemp("audit") / "repo", module_server)
+    repro(repo, env)
+    sh(["git", "add", "-A"], repo, env)
+    sh(["git", "commit", "-q", "-m", "baseline"], repo, env)
+    sh(["dvc", "exp", "run", "-n", "cold", "-S", "sample.temperature=0.3"], repo, env)
+    sh(["dvc", "exp", "run", "-n", "small", "-S", "train-lstm.units=12", "-S", "sample.temperature=1.5"], repo, env)
+    return repo, env
+
+
+def test_each_experiments_sample_is_attributed_to_its_params(experiments):
+    repo, env = experiments
+    reports = {name: json.loads(audit(repo, env, SAMPLE, "--rev", name, "--json").stdout) for name in ("cold", "small")}
+    baseline = json.loads(audit(repo, env, SAMPLE, "--rev", "HEAD", "--json").stdout)
+    cold, small = reports["cold"], reports["small"]
+    assert cold["stage"] == "sample" and cold["code_version"]["experiment"] == "cold"
+    assert cold["stages"]["sample"]["params"]["sample.temperature"] == 0.3
+    assert small["stages"]["sample"]["params"]["sample.temperature"] == 1.5
+    assert cold["stages"]["train-lstm"]["params"]["train-lstm.units"] == 16
+    assert small["stages"]["train-lstm"]["params"]["train-lstm.units"] == 12
+    assert cold["stages"]["window"]["params"]["window.seq_length"] == 20
+    assert list(cold["stages"]) == ["download-gutenberg", "strip-boilerplate", "encode-vocab", "window",
+                                    "train-lstm", "sample"]  # the char branch only, upstream first
+    model = lambda r: r["stages"]["train-lstm"]["outs"]["data/models/char.keras"]  # noqa: E731
+    assert model(cold) == model(baseline) != model(small)  # "cold" reused the baseline's model
+    assert cold["md5"] != small["md5"] != baseline["md5"]
+    assert set(cold["model_score"]) == {"best_val_loss", "best_val_bits_per_char", "best_val_perplexity"}
+    assert cold["model_score"] != small["model_score"]
+    text = audit(repo, env, SAMPLE, "--rev", "small").stdout
+    assert "param sample.temperature = 1.5" in text and "param train-lstm.units = 12" in text
+    assert "model validation score: best_val_loss" in text
+
+
+def test_exp_show_lists_the_params_and_scores_that_matter(experiments):
+    repo, env = experiments
+    table = sh(["dvc", "exp", "show", "--csv"], repo, env).stdout.splitlines()
+    header = table[0].split(",")
+    for column in ("sample.temperature", "train-lstm.units", "window.seq_length",
+                   "metrics/train/char/metrics.json:best_val_loss", "best_val_bits_per_char", "known_word_share",
+                   "metrics/sample/char/metrics.json:distinct_2"):
+        assert column in header, column
+    assert sum(row.startswith(("cold,", "small,")) for row in table) == 2
+
+
+def test_edited_or_unrecorded_files_are_refused(experiments):
+    repo, env = experiments
+    sh(["dvc", "exp", "apply", "small"], repo, env)
+    assert audit(repo, env, SAMPLE).returncode == 0
+    with open(repo / SAMPLE, "a") as f:
+        f.write("one more line\n")
+    proc = audit(repo, env, SAMPLE, check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith(f"error: {SAMPLE} was edited after the run that dvc.lock records for stage sample")
+    (repo / "metrics/sample/char/mine.txt").write_text("written by hand\n")
+    proc = audit(repo, env, "metrics/sample/char/mine.txt", check=False)
+    assert proc.returncode == 1
+    assert "metrics/sample/char/mine.txt was produced by no recorded run" in proc.stderr
+    proc = audit(repo, env, SAMPLE, "--rev", "nosuchexp", check=False)
+    assert proc.returncode == 1 and "'nosuchexp' is neither a git revision nor an experiment name" in proc.stderr

@@ -1,0 +1,127 @@
+"""Sharing artifacts: `dvc push` / `dvc pull` through a local-directory remote and a real S3 API
+server (moto) on 127.0.0.1, and the second person's flow: clone, pull, nothing to retrain."""
+
+import hashlib
+import os
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import sh
+from test_pipeline import repro, set_param
+
+
+def data_hashes(repo) -> dict:
+    """sha256 of every artifact file DVC keeps under data/."""
+    return {str(p.relative_to(repo)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted((repo / "data").rglob("*")) if p.is_file() and p.name != ".gitignore"}
+
+
+@pytest.fixture
+def built(dvc_project):
+    """The tiny project, reproduced and committed, as its first user leaves it."""
+    repo, env = dvc_project
+    repro(repo, env)
+    return repo, env
+
+
+def commit_and_push(repo, env, *remote_args):
+    sh(["dvc", "remote", "add", "-d", *remote_args], repo, env)
+    sh(["git", "add", "-A"], repo, env)
+    sh(["git", "commit", "-q", "-m", "pipeline outputs and remote"], repo, env)
+    return sh(["dvc", "push"], repo, env)
+
+
+def second_person(repo, env, tmp_path, hashes):
+    """A fresh clone pulls everything, byte for byte, and retrains nothing."""
+    clone = tmp_path / "clone"
+    sh(["git", "clone", "-q", str(repo), str(clone)], tmp_path, env)
+    assert not (clone / "data/models/char.keras").exists() and not (clone / "data/raw").exists()
+    sh(["dvc", "pull"], clone, env)
+    assert data_hashes(clone) == hashes
+    assert {"data/raw/pg1.txt", "data/clean/corpus.txt", "data/vocab/chars.json", "data/windows/train.npz",
+            "data/models/char.keras", "data/headlines/vocab.json", "data/models/headlines.keras"} <= set(hashes)
+    assert repro(clone, env) == []
+    set_param(clone, "sample", "temperature", 1.3)
+    assert repro(clone, env) == ["sample"]
+
+
+def test_local_remote_round_trip(built, tmp_path):
+    repo, env = built
+    hashes = data_hashes(repo)
+    commit_and_push(repo, env, "shared", str(tmp_path / "remote"))
+    second_person(repo, env, tmp_path, hashes)
+
+
+class Gate:
+    """WSGI middleware around the S3 server: counts object uploads and, once closed, holds
+    every request until it is opened again (a connection that hangs mid-push)."""
+
+    def __init__(self, app):
+        self.app, self.uploads, self.close_after = app, 0, None
+        self.opened = threading.Event()
+        self.opened.set()
+
+    def __call__(self, environ, start_response):
+        self.opened.wait()
+        response = self.app(environ, start_response)
+        if environ["REQUEST_METHOD"] == "PUT" and environ["PATH_INFO"].strip("/").count("/"):
+            self.uploads += 1
+            if self.uploads == self.close_after:
+                self.opened.clear()
+        return response
+
+
+@pytest.fixture
+def s3(monkeypatch):
+    """A real S3 API (moto's server) on 127.0.0.1 with a bucket, behind a Gate."""
+    boto3 = pytest.importorskip("boto3")
+    from moto.server import DomainDispatcherApplication, create_backend_app
+    from werkzeug.serving import make_server
+    gate = Gate(DomainDispatcherApplication(create_backend_app))
+    server = make_server("127.0.0.1", 0, gate, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    endpoint = f"http://127.0.0.1:{server.server_port}"
+    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                       "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(key, value)
+    client = boto3.client("s3", endpoint_url=endpoint)
+    client.create_bucket(Bucket="textgen")
+    yield endpoint, gate, client
+    gate.opened.set()
+    server.shutdown()
+
+
+def test_s3_round_trip_survives_an_interrupted_push(built, s3, tmp_path):
+    repo, env = built
+    env = {**env, **{k: os.environ[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")}}
+    endpoint, gate, client = s3
+    hashes = data_hashes(repo)
+    sh(["dvc", "remote", "add", "-d", "s3", "s3://textgen/lstm"], repo, env)
+    sh(["dvc", "remote", "modify", "s3", "endpointurl", endpoint], repo, env)
+    sh(["git", "add", "-A"], repo, env)
+    sh(["git", "commit", "-q", "-m", "pipeline outputs and remote"], repo, env)
+
+    gate.close_after = 1  # the first upload lands, then the connection hangs
+    push = subprocess.Popen(["dvc", "push"], cwd=repo, env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while gate.uploads < 1 or gate.opened.is_set():
+        assert push.poll() is None and time.monotonic() < deadline, "dvc push ended before it could be interrupted"
+        time.sleep(0.05)
+    os.killpg(push.pid, signal.SIGKILL)
+    push.wait()
+    gate.opened.set()
+    stored = lambda: len(client.list_objects_v2(Bucket="textgen").get("Contents", []))  # noqa: E731
+    time.sleep(0.5)  # let the held requests finish server-side
+    partial = stored()
+    assert 1 <= partial
+    assert "new:" in sh(["dvc", "status", "--cloud"], repo, env).stdout  # the remote lacks some files
+
+    sh(["dvc", "push"], repo, env)  # run again, it completes
+    assert stored() > partial
+    assert "are in sync" in sh(["dvc", "status", "--cloud"], repo, env).stdout
+    second_person(repo, env, tmp_path, hashes)
