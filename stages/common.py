@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 import unicodedata
+import zipfile
 from collections import Counter
 from pathlib import Path
 
@@ -379,7 +380,7 @@ def load_split(path, vocab: dict, upstream: str) -> dict:
     try:
         with np.load(path) as f:
             data = {key: f[key] for key in f.files}
-    except (OSError, ValueError, EOFError) as err:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:  # truncated or edited
         raise UserError(f"cannot read {path} ({err}); run `dvc checkout {path}` or `dvc repro -f {upstream}`")
     ids = data.get("rows", data.get("tokens"))
     if ids is None or not ids.size:

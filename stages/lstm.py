@@ -100,12 +100,17 @@ def targets_per_epoch(split: dict, vocab: dict) -> int:
     return len(split["starts"]) * split["seq_length"]
 
 
-def load_model(path) -> keras.Model:
-    """Load a saved model as data: safe_mode refuses files that carry serialized code."""
+def load_model(path, train_stage: str = "train-lstm") -> keras.Model:
+    """Load a saved model as data, not code: safe_mode refuses files that carry serialized
+    Python (a Lambda layer, say), which a model from a shared remote must never run."""
     try:
         return keras.models.load_model(path, safe_mode=True)
-    except (OSError, ValueError) as err:
-        raise UserError(f"cannot load model {path} ({err}); run `dvc checkout {path}` or `dvc repro -f train-lstm`")
+    except (OSError, ValueError, TypeError) as err:
+        if "safe_mode" in str(err):
+            raise UserError(f"refusing {path}: it carries serialized Python code, which would run on loading "
+                            f"({str(err).split('.')[0]}). Models here are data; rebuild it with "
+                            f"`dvc repro -f {train_stage}`")
+        raise UserError(f"cannot load model {path} ({err}); run `dvc checkout {path}` or `dvc repro -f {train_stage}`")
 
 
 class Stepper:

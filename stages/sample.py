@@ -142,7 +142,7 @@ def main(branch: str = "char") -> None:
     rng = np.random.default_rng(params["seed"])
 
     from lstm import Stepper, load_model
-    model = load_model(spec["model"])
+    model = load_model(spec["model"], spec["train_stage"])
     if model.output_shape[-1] != len(vocab["tokens"]):
         raise UserError(f"{spec['model']} predicts {model.output_shape[-1]} tokens but {spec['vocab']} has "
                         f"{len(vocab['tokens'])}: they come from different runs; run `dvc repro {spec['train_stage']}`")

@@ -6,18 +6,53 @@ Reads the branch's params section (named after its stage), training data and voc
 writes data/models/<branch>.keras and, through DVCLive, metrics/train/<branch>/metrics.json
 (summary) and plots/ (loss per epoch). Losses are cross-entropy in nats per token (a char, or a
 word); bits = nats / ln 2; perplexity = e^nats.
+
+A run that is killed resumes: after every epoch, Keras' BackupAndRestore saves the weights,
+the optimizer state and the epoch counter to data/checkpoints/<branch>/ (beside DVCLive's log
+so far), and the next run continues from there, unless its params (other than epochs and
+patience) or its data differ, in which case it starts fresh and says why. The folder is
+removed once training has finished.
 """
 
+import json
 import math
+import shutil
 import sys
 import time
+from pathlib import Path
 
 from common import (UserError, atomic_dir, atomic_path, branch_spec, dropout_rate, integer, load_split, non_negative_int,
-                    positive_int, positive_number, read_params, read_vocab, run)
+                    positive_int, positive_number, read_params, read_vocab, run, sha256_file, write_json)
 
 PARAMS = {"layers": positive_int, "units": positive_int, "embedding_dim": positive_int, "dropout": dropout_rate,
           "batch_size": positive_int, "epochs": positive_int, "learning_rate": positive_number,
           "seed": integer, "patience": non_negative_int}
+
+
+CHECKPOINTS = Path("data/checkpoints")
+NOT_BINDING = ("epochs", "patience")  # a resumed run may change these
+
+
+def prepare_checkpoint(folder: Path, fingerprint: dict) -> tuple[int, str | None]:
+    """Keep what an interrupted run with the same fingerprint left in `folder`, or empty it.
+    Returns the epochs already done and what to tell the user."""
+    saved, metadata = folder / "fingerprint.json", folder / "backup" / "training_metadata.json"
+    note = None
+    if saved.exists():
+        try:
+            old = json.loads(saved.read_text())
+            done = json.loads(metadata.read_text())["epoch"] if metadata.exists() else 0
+        except (ValueError, KeyError):
+            old, done = {}, 0
+        if old == fingerprint and done:
+            return done, f"resuming the interrupted run after epoch {done} (from {folder})"
+        changed = sorted(k for part in ("params", "data") for k in fingerprint[part]
+                         if old.get(part, {}).get(k) != fingerprint[part][k])
+        note = f"starting fresh: the checkpoint in {folder} was made with a different {', '.join(changed) or 'state'}"
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json(saved, fingerprint)
+    return 0, note
 
 
 def main(branch: str = "char") -> None:
@@ -42,36 +77,48 @@ def main(branch: str = "char") -> None:
     print(f"training {branch} on {device} with the {kernel} LSTM kernel: "
           f"{targets_per_epoch(train, vocab):,} {unit}s to predict per epoch", file=sys.stderr)
 
+    checkpoint = CHECKPOINTS / branch
+    fingerprint = {"params": {k: v for k, v in params.items() if k not in NOT_BINDING},
+                   "data": {str(spec[s]): sha256_file(spec[s]) for s in ("train", "val", "vocab")}}
+    done, note = prepare_checkpoint(checkpoint, fingerprint)
+    if note:
+        print(note, file=sys.stderr)
+
+    # DVCLive logs beside the checkpoint (so a resumed run keeps the earlier epochs), and the log
+    # replaces metrics/train/<branch> only once training has finished: a killed run leaves
+    # nothing there that looks like a result.
     batch = params["batch_size"]
-    # DVCLive writes as it goes; into a hidden folder that replaces metrics/train/<branch> only
-    # once training has finished, so a killed run leaves nothing that looks like a result.
-    with atomic_dir(spec["live"]) as live_dir:
-        live = Live(str(live_dir), dvcyaml=False, save_dvc_exp=False)
-        started = time.monotonic()
-        history = model.fit(
-            split_dataset(train, vocab, batch, shuffle_seed=params["seed"]),
-            validation_data=split_dataset(val, vocab, batch),
-            epochs=params["epochs"], verbose=2, shuffle=False,  # the dataset shuffles itself
-            callbacks=[keras.callbacks.EarlyStopping(patience=params["patience"] or params["epochs"],
-                                                     restore_best_weights=True),
-                       DVCLiveCallback(live=live)])
-        seconds = time.monotonic() - started
-        val_losses = history.history["val_loss"]
-        best = min(val_losses)
-        if not math.isfinite(best):
-            raise UserError(f"training diverged (validation loss {best}); lower {spec['train_stage']}.learning_rate")
-        with atomic_path(spec["model"], suffix=".keras") as tmp:
-            model.save(tmp)  # the best epoch's weights: EarlyStopping restored them
-        summary = {"best_val_loss": best, f"best_val_bits_per_{unit}": best / math.log(2),
-                   "best_val_perplexity": math.exp(best), "best_epoch": val_losses.index(best) + 1,
-                   "epochs_run": len(val_losses), "train_seconds": round(seconds, 1),
-                   "tokens_per_second": round(len(val_losses) * targets_per_epoch(train, vocab) / seconds),
-                   "device": device, "lstm_kernel": kernel}
-        for name, value in summary.items():
-            live.log_metric(name, value, plot=False)
-        live.make_summary()
+    live = Live(str(checkpoint / "live"), resume=bool(done), dvcyaml=False, save_dvc_exp=False)
+    started = time.monotonic()
+    history = model.fit(
+        split_dataset(train, vocab, batch, shuffle_seed=params["seed"] + done),
+        validation_data=split_dataset(val, vocab, batch),
+        epochs=params["epochs"], verbose=2, shuffle=False,  # the dataset shuffles itself
+        callbacks=[keras.callbacks.BackupAndRestore(str(checkpoint / "backup"), double_checkpoint=True,
+                                                    delete_checkpoint=False),
+                   keras.callbacks.EarlyStopping(patience=params["patience"] or params["epochs"],
+                                                 restore_best_weights=True),
+                   DVCLiveCallback(live=live)])
+    seconds = time.monotonic() - started
+    val_losses = history.history["val_loss"]
+    best = min(val_losses)
+    if not math.isfinite(best):
+        raise UserError(f"training diverged (validation loss {best}); lower {spec['train_stage']}.learning_rate")
+    with atomic_path(spec["model"], suffix=".keras") as tmp:
+        model.save(tmp)  # the best epoch's weights: EarlyStopping restored them
+    summary = {"best_val_loss": best, f"best_val_bits_per_{unit}": best / math.log(2),
+               "best_val_perplexity": math.exp(best), "best_epoch": done + val_losses.index(best) + 1,
+               "epochs_run": done + len(val_losses), "resumed_after_epoch": done, "train_seconds": round(seconds, 1),
+               "tokens_per_second": round(len(val_losses) * targets_per_epoch(train, vocab) / seconds),
+               "device": device, "lstm_kernel": kernel}
+    for name, value in summary.items():
+        live.log_metric(name, value, plot=False)
+    live.make_summary()
+    with atomic_dir(spec["live"]) as out:
+        shutil.copytree(checkpoint / "live", out, dirs_exist_ok=True)
+    shutil.rmtree(checkpoint)
     print(f"best validation loss {best:.4f} nats/{unit} ({best / math.log(2):.3f} bits, perplexity "
-          f"{math.exp(best):.1f}) at epoch {summary['best_epoch']} of {len(val_losses)}, {seconds:.0f}s on {device}",
+          f"{math.exp(best):.1f}) at epoch {summary['best_epoch']} of {summary['epochs_run']}, {seconds:.0f}s on {device}",
           file=sys.stderr)
 
 

@@ -49,8 +49,8 @@ def main() -> None:
     params = read_params("window", PARAMS)
     try:
         ids = np.load(IDS)
-    except (OSError, ValueError) as err:
-        raise UserError(f"cannot read {IDS} ({err}); run `dvc repro encode-vocab`")
+    except (OSError, ValueError, EOFError) as err:
+        raise UserError(f"cannot read {IDS} ({err}); run `dvc checkout {IDS}` or `dvc repro -f encode-vocab`")
     splits = make_windows(ids, params["seq_length"], params["step"], params["val_fraction"])
     for name, arrays in splits.items():
         write_npz(OUT[name], seq_length=np.int64(params["seq_length"]), **arrays)

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -58,7 +59,8 @@ def gutenberg_file(body: str, title: str = "A TEST BOOK", legacy: bool = False) 
 
 class Server:
     """Serves `files` (path → bytes) and scripted `faults` (path → list of responses, used in
-    order, each: an int status, "html", or ("drop", n): send n bytes of a longer promised body).
+    order, each: an int status, "html", "stall" (answer nothing for 3 s), or ("drop", n): send
+    n bytes of a longer promised body).
     Counts requests per path."""
 
     def __init__(self):
@@ -73,7 +75,9 @@ class Server:
                 server.hits[self.path] = server.hits.get(self.path, 0) + 1
                 fault = server.faults.get(self.path, []).pop(0) if server.faults.get(self.path) else None
                 body = server.files.get(self.path)
-                if isinstance(fault, int):
+                if fault == "stall":
+                    time.sleep(3)
+                elif isinstance(fault, int):
                     self.send_error(fault)
                 elif fault == "html":
                     self._send(b"<!DOCTYPE html><html><body>Please log in</body></html>", "text/html; charset=utf-8")

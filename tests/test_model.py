@@ -108,24 +108,51 @@ def test_training_writes_the_model_and_its_scores(trained):
     assert not list((trained / "data/models").glob(".*"))  # no temporary left beside it
 
 
-def test_killed_training_leaves_no_model_and_no_scores(trained, tmp_path):
-    """SIGKILL mid-training: neither the model nor metrics/train/char may look complete; the
-    next run sweeps what the killed one left half-written."""
-    work = tmp_path / "work"
-    shutil.copytree(trained, work, ignore=shutil.ignore_patterns("models", "train"))
-    write_params(work, **{**TINY, "train_lstm": {**TINY["train_lstm"], "epochs": 10_000}})
-    proc = subprocess.Popen([sys.executable, str(ROOT / "stages/train_lstm.py"), "char"], cwd=work,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while not list(work.glob("metrics/train/.char.*.partial/plots/metrics/eval/loss.tsv")):  # an epoch is done
-        assert proc.poll() is None and time.monotonic() < deadline
-        time.sleep(0.2)
-    proc.kill()
-    proc.wait()
-    assert not (work / "data/models/char.keras").exists() and not (work / "metrics/train/char").exists()
-    with common.atomic_dir(work / "metrics/train/char") as fresh:
-        (fresh / "metrics.json").write_text("{}")
-    assert sorted(p.name for p in (work / "metrics/train").iterdir()) == ["char"]  # the partial was swept
+def train_in(folder, **params):
+    """Run train-lstm char as DVC would, in its own process; return the process."""
+    write_params(folder, **{**TINY, "train_lstm": {**TINY["train_lstm"], **params}})
+    return subprocess.Popen([sys.executable, str(ROOT / "stages/train_lstm.py"), "char"], cwd=folder,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def test_killed_training_resumes_where_it_stopped(trained, tmp_path):
+    """SIGKILL after the second epoch: no model and no scores appear; the next run continues
+    from epoch 2 and ends close to an uninterrupted run; a changed param starts fresh."""
+    slow = {"epochs": 5, "units": 32}  # about a second an epoch: time to kill it between epochs
+    folders = {}
+    for name in ("whole", "killed", "changed"):
+        folders[name] = tmp_path / name
+        shutil.copytree(trained, folders[name], ignore=shutil.ignore_patterns("models", "train"))
+    whole = train_in(folders["whole"], **slow)
+    assert whole.wait() == 0, whole.stderr.read()
+
+    for name in ("killed", "changed"):
+        work = folders[name]
+        proc = train_in(work, **slow)
+        progress = work / "data/checkpoints/char/backup/training_metadata.json"
+        deadline = time.monotonic() + 120
+        while not (progress.exists() and json.loads(progress.read_text() or "{}").get("epoch", 0) >= 2):
+            assert proc.poll() is None and time.monotonic() < deadline, "training ended before it could be killed"
+            time.sleep(0.02)
+        proc.kill()
+        proc.wait()
+        assert not (work / "data/models/char.keras").exists() and not (work / "metrics/train/char").exists()
+
+    resumed = train_in(folders["killed"], **slow)
+    assert resumed.wait() == 0
+    assert "resuming the interrupted run after epoch 2" in resumed.stderr.read()
+    scores = {name: json.loads((folders[name] / "metrics/train/char/metrics.json").read_text())
+              for name in ("whole", "killed")}
+    assert scores["killed"]["epochs_run"] == 5 and scores["killed"]["resumed_after_epoch"] == 2
+    assert scores["killed"]["best_val_loss"] == pytest.approx(scores["whole"]["best_val_loss"], rel=0.03)
+    loss_log = (folders["killed"] / "metrics/train/char/plots/metrics/eval/loss.tsv").read_text().splitlines()
+    assert [line.split("\t")[0] for line in loss_log] == ["step", "0", "1", "2", "3", "4"]  # epochs 1-2 kept
+    assert not (folders["killed"] / "data/checkpoints/char").exists()
+
+    fresh = train_in(folders["changed"], **{**slow, "units": 24, "epochs": 1})
+    assert fresh.wait() == 0
+    assert "starting fresh: the checkpoint in data/checkpoints/char was made with a different units" \
+        in fresh.stderr.read()
 
 
 def run_sample(folder, monkeypatch, **params):

@@ -78,7 +78,7 @@ class Gate:
 @pytest.fixture
 def s3(monkeypatch):
     """A real S3 API (moto's server) on 127.0.0.1 with a bucket, behind a Gate."""
-    boto3 = pytest.importorskip("boto3")
+    import boto3
     from moto.server import DomainDispatcherApplication, create_backend_app
     from werkzeug.serving import make_server
     gate = Gate(DomainDispatcherApplication(create_backend_app))

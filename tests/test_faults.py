@@ -1,0 +1,143 @@
+"""Faults and bad input: corrupt or mismatched artifacts, hostile models, stalled downloads,
+stages killed at random moments, and properties of the pure functions (hypothesis)."""
+
+import random
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import common
+import strip_boilerplate
+import tokenize_headlines as th
+from common import UserError
+from conftest import ROOT, TINY, book_body, gutenberg_file, write_params
+
+# --- corrupt or mismatched artifacts ----------------------------------------------------------
+
+
+def test_a_truncated_array_is_named_with_its_fix(tmp_path):
+    path = tmp_path / "train.npz"
+    common.write_npz(path, tokens=np.arange(100, dtype=np.uint8), starts=np.arange(0, 80, 10),
+                     seq_length=np.int64(10))
+    vocab = {"tokens": [chr(i) for i in range(100)]}
+    assert common.load_split(path, vocab, "window")["seq_length"] == 10
+    path.write_bytes(path.read_bytes()[:150])
+    with pytest.raises(UserError, match=rf"cannot read {path} .*run `dvc checkout {path}` or `dvc repro -f window`"):
+        common.load_split(path, vocab, "window")
+
+
+def test_arrays_from_another_vocabulary_are_refused(tmp_path):
+    path = tmp_path / "val.npz"
+    common.write_npz(path, tokens=np.arange(60, dtype=np.uint8), starts=np.array([0]), seq_length=np.int64(10))
+    with pytest.raises(UserError, match=r"token ids beyond the vocabulary's 40 tokens.*dvc repro -f window"):
+        common.load_split(path, {"tokens": ["x"] * 40}, "window")
+
+
+def test_models_that_fail_to_load_or_carry_code_are_refused(tmp_path):
+    import keras
+    import lstm
+    junk = tmp_path / "junk.keras"
+    junk.write_bytes(b"not a model")
+    with pytest.raises(UserError, match=rf"cannot load model {junk} .*`dvc checkout {junk}` or `dvc repro -f "
+                                        r"train-lstm`"):
+        lstm.load_model(junk)
+    hostile = tmp_path / "hostile.keras"
+    keras.Sequential([keras.Input((3,)), keras.layers.Lambda(lambda x: x * 2), keras.layers.Dense(2)]).save(hostile)
+    with pytest.raises(UserError, match=rf"refusing {hostile}: it carries serialized Python code.*"
+                                        r"`dvc repro -f train-lstm-headlines`"):
+        lstm.load_model(hostile, "train-lstm-headlines")
+
+
+# --- downloads ------------------------------------------------------------------------------
+
+def test_a_stalled_download_times_out_and_leaves_nothing(server, tmp_path):
+    server.files["/pg1.txt"] = b"x" * 1000
+    server.faults["/pg1.txt"] = ["stall", "stall"]
+    started = time.monotonic()
+    with pytest.raises(UserError, match=r"pg1.txt: (ReadTimeout|ConnectionError).*\(after 2 attempts\)"):
+        common.fetch([server.url + "/pg1.txt"], tmp_path / "pg1.txt", "book 1", attempts=2, timeout=0.5, backoff=0)
+    assert time.monotonic() - started < 10
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- stages killed at random moments --------------------------------------------------------
+
+DATA_STAGES = {  # script: the outputs it owns
+    "download_gutenberg": ["data/raw/pg1.txt", "data/raw/manifest.json"],
+    "strip_boilerplate": ["data/clean/corpus.txt", "metrics/corpus.json"],
+    "encode_vocab": ["data/vocab/chars.json", "data/vocab/ids.npy", "metrics/vocab.json"],
+    "window": ["data/windows/train.npz", "data/windows/val.npz"],
+    "tokenize_headlines": ["data/headlines/train.npz", "data/headlines/vocab.json", "metrics/headlines.json"],
+}
+
+
+def test_data_stages_killed_at_random_moments_leave_whole_outputs_or_none(tmp_path):
+    """Each stage, killed at random moments, leaves each output as the complete run wrote it,
+    or absent (as DVC leaves it before a run); never a truncated file."""
+    (tmp_path / "mirror").mkdir()
+    (tmp_path / "mirror/pg1.txt").write_bytes(gutenberg_file(book_body(20_000)))
+    shutil.copy(tmp_path / "mirror/pg1.txt", tmp_path / "mirror/pg2.txt")
+    from conftest import headlines_csv
+    (tmp_path / "h.csv").write_bytes(headlines_csv(3000))
+    write_params(tmp_path, **{**TINY, "download_gutenberg": {"book_ids": [1]},
+                              "tokenize_headlines": {**TINY["tokenize_headlines"], "source": "h.csv"}})
+    env = {"PATH": "/usr/bin:/bin", "GUTENBERG_MIRROR": str(tmp_path / "mirror")}
+    rng = random.Random(0)
+    for stage, outs in DATA_STAGES.items():
+        cmd = [sys.executable, str(ROOT / f"stages/{stage}.py")]
+        started = time.monotonic()
+        subprocess.run(cmd, cwd=tmp_path, env=env, check=True, capture_output=True)
+        duration = time.monotonic() - started
+        complete = {out: (tmp_path / out).read_bytes() for out in outs}
+        for trial in range(6):
+            if trial % 2:  # as DVC runs a stage: its outputs removed first
+                for out in outs:
+                    (tmp_path / out).unlink(missing_ok=True)
+            proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(rng.uniform(0, duration))
+            proc.kill()
+            proc.wait()
+            for out in outs:
+                path = tmp_path / out
+                assert not path.exists() or path.read_bytes() == complete[out], f"{stage}: {out} is half-written"
+        subprocess.run(cmd, cwd=tmp_path, env=env, check=True, capture_output=True)  # and it still runs after
+
+
+# --- properties -----------------------------------------------------------------------------
+
+book_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=300)
+
+
+@settings(max_examples=200, deadline=None)
+@given(body=book_text, legacy=st.booleans())
+def test_stripping_never_keeps_markers_or_license_and_is_idempotent(body, legacy):
+    stripped = strip_boilerplate.strip_gutenberg(gutenberg_file(body, legacy=legacy).decode("utf-8"))
+    for line in stripped.splitlines():
+        assert not strip_boilerplate.START.match(line) and not strip_boilerplate.END.match(line)
+    assert "FULL PROJECT GUTENBERG LICENSE" not in stripped and "Updated editions" not in stripped
+    assert strip_boilerplate.strip_gutenberg(gutenberg_file(stripped, legacy=legacy).decode("utf-8")) == stripped
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=st.text(min_size=1, max_size=200), extra=st.text(max_size=20))
+def test_encode_decode_round_trips_over_the_vocabulary(text, extra):
+    vocab = common.build_char_vocab(text + extra)
+    assert common.decode_chars(common.encode_chars(text, vocab), vocab) == text
+
+
+@settings(max_examples=300, deadline=None)
+@given(raw=st.text(max_size=80), switches=st.fixed_dictionaries(
+    {k: st.booleans() for k in ("repair_encoding", "ascii_fold", "lowercase", "strip_punctuation")}))
+def test_headline_cleaning_never_crashes_and_rows_are_never_empty(raw, switches):
+    cleaned, _ = common.clean_headline(raw, **switches)
+    assert cleaned == cleaned.strip() and "  " not in cleaned
+    if cleaned:  # the stage drops headlines that clean down to nothing; every other one gives a row
+        words = [cleaned.split()]
+        vocab = th.build_word_vocab(words, 50, switches)
+        rows, _ = th.headline_rows(words, vocab, max_length=8)
+        assert (rows[0] != vocab["tokens"].index("<pad>")).sum() >= 2 or len(words[0]) > 8
