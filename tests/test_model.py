@@ -190,6 +190,17 @@ def test_a_seed_text_outside_the_vocabulary_is_refused_by_name(trained, monkeypa
     assert "seed (params.yaml):\nalice said\n" in given["samples.txt"]
 
 
+def test_a_vocabulary_that_no_longer_matches_the_model_is_refused(trained, tmp_path, monkeypatch):
+    work = tmp_path / "work"
+    shutil.copytree(trained, work)
+    vocab_path = work / "data/vocab/chars.json"
+    vocab = json.loads(vocab_path.read_text())
+    vocab_path.write_text(json.dumps({**vocab, "tokens": vocab["tokens"] + ["\u00e9"]}))
+    with pytest.raises(UserError, match=rf"data/models/char.keras predicts {len(vocab['tokens'])} tokens but "
+                                        rf"data/vocab/chars.json has {len(vocab['tokens']) + 1}.*dvc repro train-lstm"):
+        run_sample(work, monkeypatch)
+
+
 @pytest.mark.parametrize("params, message", [
     ({"temperature": 0}, "sample.temperature = 0 must be a number > 0"),
     ({"length": -5}, "sample.length = -5 must be a whole number > 0"),
