@@ -15,7 +15,7 @@ import common
 import strip_boilerplate
 import tokenize_headlines as th
 from common import UserError
-from conftest import ROOT, TINY, book_body, gutenberg_file, write_params
+from conftest import ROOT, TINY, book_body, gutenberg_file, headlines_csv, write_params
 
 # --- corrupt or mismatched artifacts ----------------------------------------------------------
 
@@ -82,7 +82,6 @@ def test_data_stages_killed_at_random_moments_leave_whole_outputs_or_none(tmp_pa
     (tmp_path / "mirror").mkdir()
     (tmp_path / "mirror/pg1.txt").write_bytes(gutenberg_file(book_body(20_000)))
     shutil.copy(tmp_path / "mirror/pg1.txt", tmp_path / "mirror/pg2.txt")
-    from conftest import headlines_csv
     (tmp_path / "h.csv").write_bytes(headlines_csv(3000))
     write_params(tmp_path, **{**TINY, "download_gutenberg": {"book_ids": [1]},
                               "tokenize_headlines": {**TINY["tokenize_headlines"], "source": "h.csv"}})
