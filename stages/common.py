@@ -75,6 +75,12 @@ def integer(v):
     return None if isinstance(v, int) and not isinstance(v, bool) else "must be a whole number"
 
 
+def one_of(*choices):
+    def check_choice(v):
+        return None if v in choices else "must be one of: " + ", ".join(choices)
+    return check_choice
+
+
 def optional(check):
     def check_optional(v):
         return None if v is None else check(v)

@@ -46,13 +46,27 @@ def cudnn_problems(model: keras.Model) -> list[str]:
     return problems
 
 
-def device_and_kernel(model: keras.Model) -> tuple[str, str]:
-    """What trains the model: the first GPU when there is one, else the CPU; and which LSTM kernel."""
+def distribution(name: str) -> tf.distribute.Strategy:
+    """How training spreads over devices. `one_device`: TensorFlow's default placement (the
+    first GPU, else the CPU). `mirrored`: tf.distribute's MirroredStrategy, a copy of the model
+    on every GPU (every logical CPU when there is no GPU), each taking a slice of every batch,
+    gradients summed across them before each update."""
+    if name == "one_device":
+        return tf.distribute.get_strategy()
+    devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+    return tf.distribute.MirroredStrategy([d.name for d in devices])
+
+
+def device_and_kernel(model: keras.Model, strategy: tf.distribute.Strategy) -> tuple[str, str]:
+    """What trains the model (the GPU's name when there is one, else the CPU; "N × …" when
+    mirrored over N replicas) and which LSTM kernel."""
+    replicas = strategy.num_replicas_in_sync
+    times = f"{replicas} × " if replicas > 1 else ""
     gpus = tf.config.list_physical_devices("GPU")
     if not gpus:
-        return "CPU", "generic"
+        return f"{times}CPU", "generic"
     name = tf.config.experimental.get_device_details(gpus[0]).get("device_name", gpus[0].name)
-    return f"GPU ({name}, {len(gpus)} visible)", "generic" if cudnn_problems(model) else "cudnn"
+    return f"{times}GPU ({name}, {len(gpus)} visible)", "generic" if cudnn_problems(model) else "cudnn"
 
 
 def window_dataset(tokens: np.ndarray, starts: np.ndarray, seq_length: int, batch_size: int,
@@ -113,28 +127,35 @@ def load_model(path, train_stage: str = "train-lstm") -> keras.Model:
         raise UserError(f"cannot load model {path} ({err}); run `dvc checkout {path}` or `dvc repro -f {train_stage}`")
 
 
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * np.tanh(0.5 * x) + 0.5  # = 1 / (1 + e^-x), without overflow
+
+
 class Stepper:
     """Runs a trained model one token at a time, carrying each LSTM layer's (h, c) state, so
-    generating a token costs one step, not a pass over the whole window as in the tutorial."""
+    generating a token costs one step, not a pass over the whole window as in the tutorial.
+
+    The step is plain NumPy on the trained weights: a step is a few small matrix products, and
+    at batch 1 calling into TensorFlow for each would cost more than the arithmetic. A test
+    checks it against the Keras model run over whole sequences."""
 
     def __init__(self, model: keras.Model):
-        self.embedding = model.get_layer("embedding")
-        self.lstms = lstm_layers(model)
-        self.logits = model.get_layer("logits")
-        self._step = tf.function(self._step_eager, reduce_retracing=True)
+        weights = lambda layer: [np.asarray(w, dtype=np.float32) for w in layer.get_weights()]  # noqa: E731
+        self.embeddings, = weights(model.get_layer("embedding"))
+        self.lstms = [weights(layer) for layer in lstm_layers(model)]  # kernel, recurrent_kernel, bias
+        self.out_kernel, self.out_bias = weights(model.get_layer("logits"))
 
     def initial_state(self, batch: int) -> list:
-        return [[tf.zeros((batch, layer.cell.units))] * 2 for layer in self.lstms]
-
-    def _step_eager(self, token_ids, state):
-        x = self.embedding(token_ids)
-        new_state = []
-        for layer, layer_state in zip(self.lstms, state):
-            x, layer_state = layer.cell(x, layer_state, training=False)
-            new_state.append(layer_state)
-        return self.logits(x), new_state
+        return [(np.zeros((batch, kernel.shape[1] // 4), np.float32),) * 2 for kernel, _, _ in self.lstms]
 
     def step(self, token_ids: np.ndarray, state: list) -> tuple[np.ndarray, list]:
         """Feed one token per row; return the logits for the next token and the new state."""
-        logits, state = self._step(tf.constant(token_ids, dtype=tf.int32), state)
-        return logits.numpy(), state
+        x = self.embeddings[np.asarray(token_ids)]
+        new_state = []
+        for (kernel, recurrent_kernel, bias), (h, c) in zip(self.lstms, state):
+            # Keras' gate order: input, forget, candidate, output.
+            i, f, g, o = np.split(x @ kernel + h @ recurrent_kernel + bias, 4, axis=-1)
+            c = _sigmoid(f) * c + _sigmoid(i) * np.tanh(g)
+            x = h = _sigmoid(o) * np.tanh(c)
+            new_state.append((h, c))
+        return x @ self.out_kernel + self.out_bias, new_state

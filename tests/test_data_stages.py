@@ -175,7 +175,8 @@ def test_a_stage_with_bad_params_exits_non_zero_with_one_line_per_problem(tmp_pa
 
 def test_train_params_are_checked_before_tensorflow_loads(in_tmp):
     import train_lstm
-    write_params(in_tmp, train_lstm={"layers": 0, "units": -8, "batch_size": 0, "dropout": 1.0, "learning_rate": 0})
+    write_params(in_tmp, train_lstm={"layers": 0, "units": -8, "batch_size": 0, "dropout": 1.0, "learning_rate": 0,
+                                     "distribute": "multi_gpu"})
     with pytest.raises(UserError) as err:
         train_lstm.main()
     assert str(err.value).splitlines() == [
@@ -183,7 +184,8 @@ def test_train_params_are_checked_before_tensorflow_loads(in_tmp):
         "params.yaml: train-lstm.units = -8 must be a whole number > 0",
         "params.yaml: train-lstm.dropout = 1.0 must be a number >= 0 and < 1",
         "params.yaml: train-lstm.batch_size = 0 must be a whole number > 0",
-        "params.yaml: train-lstm.learning_rate = 0 must be a number > 0"]
+        "params.yaml: train-lstm.learning_rate = 0 must be a number > 0",
+        "params.yaml: train-lstm.distribute = 'multi_gpu' must be one of: one_device, mirrored"]
 
 
 # --- atomic writes --------------------------------------------------------------------------

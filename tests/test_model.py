@@ -30,6 +30,8 @@ def test_the_lstm_layers_are_cudnn_eligible():
 def test_the_stepper_matches_the_whole_sequence_model():
     keras.utils.set_random_seed(0)
     model = lstm.build_model(vocab_size=20, embedding_dim=6, units=12, layers=2, dropout=0.5)
+    rng = np.random.default_rng(1)  # every weight random, biases included, so none goes unchecked
+    model.set_weights([rng.normal(0, 0.5, w.shape).astype("float32") for w in model.get_weights()])
     tokens = np.random.default_rng(0).integers(0, 20, size=(3, 15))
     full = keras.ops.convert_to_numpy(model(tokens, training=False))
     stepper = lstm.Stepper(model)
@@ -108,6 +110,16 @@ def test_training_writes_the_model_and_its_scores(trained):
     assert not list((trained / "data/models").glob(".*"))  # no temporary left beside it
 
 
+def test_a_resumed_run_drops_epochs_logged_after_the_last_checkpoint(tmp_path):
+    """Killed between DVCLive's row for epoch 3 and the checkpoint of epoch 3: that row goes."""
+    import train_lstm
+    log = tmp_path / "plots/metrics/eval/loss.tsv"
+    log.parent.mkdir(parents=True)
+    log.write_text("step\tloss\n0\t3.1\n1\t2.9\n2\t2.8\n")
+    train_lstm.keep_logged_epochs(tmp_path, done=2)
+    assert log.read_text() == "step\tloss\n0\t3.1\n1\t2.9\n"
+
+
 def train_in(folder, **params):
     """Run train-lstm char as DVC would, in its own process; return the process."""
     write_params(folder, **{**TINY, "train_lstm": {**TINY["train_lstm"], **params}})
@@ -153,6 +165,35 @@ def test_killed_training_resumes_where_it_stopped(trained, tmp_path):
     assert fresh.wait() == 0
     assert "starting fresh: the checkpoint in data/checkpoints/char was made with a different units" \
         in fresh.stderr.read()
+
+
+# train-lstm in a process whose CPU shows as two logical devices, as two GPUs would be
+TWO_DEVICES = """
+import runpy, sys
+import tensorflow as tf
+cpu, = tf.config.list_physical_devices("CPU")
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+sys.path.insert(0, sys.argv[1])
+sys.argv = ["train_lstm.py", "char"]
+runpy.run_path(sys.path[0] + "/train_lstm.py", run_name="__main__")
+"""
+
+
+def test_mirrored_training_on_two_devices_matches_one_device(trained, tmp_path):
+    """distribute: mirrored runs MirroredStrategy over every device (two logical CPUs here):
+    each replica takes half of every batch, and the result matches one device's."""
+    scores = {}
+    for name, launch in (("one_device", [str(ROOT / "stages/train_lstm.py"), "char"]),
+                         ("mirrored", ["-c", TWO_DEVICES, str(ROOT / "stages")])):
+        work = tmp_path / name
+        shutil.copytree(trained, work, ignore=shutil.ignore_patterns("models", "train"))
+        write_params(work, **{**TINY, "train_lstm": {**TINY["train_lstm"], "epochs": 2, "dropout": 0.0, "distribute": name}})
+        proc = subprocess.run([sys.executable, *launch], cwd=work, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        scores[name] = json.loads((work / "metrics/train/char/metrics.json").read_text())
+    assert (scores["one_device"]["device"], scores["one_device"]["replicas"]) == ("CPU", 1)
+    assert (scores["mirrored"]["device"], scores["mirrored"]["replicas"]) == ("2 × CPU", 2)
+    assert scores["mirrored"]["best_val_loss"] == pytest.approx(scores["one_device"]["best_val_loss"], rel=0.02)
 
 
 def run_sample(folder, monkeypatch, **params):

@@ -1,0 +1,199 @@
+"""The benchmarks, each measuring this project and the tutorial's method side by side in one run
+on this machine, so that the ratios mean something where absolute times are noise:
+
+    python benchmarks/run.py                  # about 30 minutes; --minutes sets the training budget
+
+1. pipeline: a copy of the project (dvc.yaml, params.yaml, stages/) in a temporary git repo;
+   `dvc repro` from nothing, with the training epochs cut to --pipeline-epochs so the run stays
+   short; `dvc repro` with nothing to do; `dvc repro` after a `window.seq_length` change. Then
+   train-lstm alone, for its peak memory on the default corpus.
+2. training: the tutorial's method and this project's train-lstm, --minutes of training each, on
+   that copy's Alice data (benchmarks/training.py, one process each).
+3. sampling: the tutorial's generation loop against this project's sampler (benchmarks/sampling.py).
+
+Writes metrics/benchmarks.json and prints the ratios. The book and the headlines are downloaded
+as by `dvc repro`: from the network, or from GUTENBERG_MIRROR when set.
+"""
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "stages"))
+
+from common import write_json  # noqa: E402
+
+PROJECT_FILES = ["dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", ".dvc/config", ".dvc/.gitignore"]
+
+
+def measured(cmd: list, cwd: Path, env: dict, log: Path) -> tuple[float, float]:
+    """Run `cmd` to completion; return its wall seconds and its peak resident memory in MiB."""
+    started = time.monotonic()
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    seconds = time.monotonic() - started
+    if proc.returncode:
+        sys.exit(f"{' '.join(map(str, cmd))} failed (exit {proc.returncode}); its output is in {log}")
+    return seconds, usage.ru_maxrss / (1024 if sys.platform != "darwin" else 1024 ** 2)
+
+
+def set_params(project: Path, **sections) -> None:
+    path = project / "params.yaml"
+    params = yaml.safe_load(path.read_text())
+    for section, values in sections.items():
+        params[section].update(values)
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def machine() -> dict:
+    cpu = platform.processor()
+    if Path("/proc/cpuinfo").exists():
+        cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                    if line.startswith("model name")), cpu)
+    return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}
+
+
+def pipeline(work: Path, env: dict, epochs: int) -> dict:
+    project = work / "project"
+    for name in PROJECT_FILES:
+        (project / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, project / name)
+    shutil.copytree(ROOT / "stages", project / "stages", ignore=shutil.ignore_patterns("__pycache__"))
+    set_params(project, **{"train-lstm": {"epochs": epochs}, "train-lstm-headlines": {"epochs": epochs}})
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-q", "-m", "benchmark"]):
+        subprocess.run(cmd, cwd=project, env=env, check=True, capture_output=True)
+
+    def repro(name: str) -> tuple[float, list]:
+        seconds, _ = measured(["dvc", "repro"], project, env, work / f"{name}.log")
+        return seconds, re.findall(r"Running stage '([^']+)'", (work / f"{name}.log").read_text())
+
+    full, ran = repro("repro-full")
+    noop = statistics.median(repro(f"repro-noop-{i}")[0] for i in range(3))
+    # train-lstm on its own, for its peak memory (epochs do not change it: the data is loaded once)
+    _, train_peak = measured([sys.executable, "stages/train_lstm.py", "char"], project, env, work / "train-lstm.log")
+    train_metrics = json.loads((project / "metrics/train/char/metrics.json").read_text())
+    seq_length = yaml.safe_load((project / "params.yaml").read_text())["window"]["seq_length"]
+    return {"project": project, "epochs": epochs, "full_seconds": round(full, 1), "stages_in_full_run": len(ran),
+            "noop_seconds": round(noop, 2), "train_lstm_peak_rss_mib": round(train_peak),
+            "device": train_metrics["device"], "lstm_kernel": train_metrics["lstm_kernel"],
+            "seq_length": seq_length}
+
+
+def seq_length_change(result: dict, work: Path, env: dict, new: int) -> dict:
+    project = result.pop("project")
+    set_params(project, window={"seq_length": new})
+    seconds, _ = measured(["dvc", "repro"], project, env, work / "repro-seq-length.log")
+    ran = re.findall(r"Running stage '([^']+)'", (work / "repro-seq-length.log").read_text())
+    return {**result, "seq_length_change": f"{result.pop('seq_length')} -> {new}",
+            "seq_length_change_seconds": round(seconds, 1), "seq_length_change_reran": ran,
+            "noop_vs_full": round(result["noop_seconds"] / result["full_seconds"], 3),
+            "seq_length_change_vs_full": round(seconds / result["full_seconds"], 2)}
+
+
+def training(work: Path, env: dict, minutes: float) -> dict:
+    runs = {}
+    for method in ("tutorial", "ours"):
+        out = work / f"training-{method}.json"
+        print(f"training benchmark: {method}, {minutes:g} minutes of training…", file=sys.stderr)
+        _, peak = measured([sys.executable, str(ROOT / "benchmarks/training.py"), method, "--project",
+                            str(work / "project"), "--minutes", str(minutes), "--out", str(out)],
+                           ROOT, env, work / f"training-{method}.log")
+        runs[method] = {**json.loads(out.read_text()), "peak_rss_mib": round(peak)}
+    tutorial, ours = runs["tutorial"], runs["ours"]
+    # Time for ours to reach the tutorial's end-of-budget loss, both probed on the same held-out characters.
+    target = tutorial["curve"][-1][1]
+    reached = next((seconds for seconds, loss in ours["curve"] if loss <= target), None)
+    return {**runs, "held_out_loss_lower_by": round(tutorial["held_out_loss"] - ours["held_out_loss"], 3),
+            "tokens_per_second_ratio": round(ours["tokens_per_second"] / tutorial["tokens_per_second"], 1),
+            "ours_reached_tutorial_loss_after_seconds": reached,
+            "ours_reached_tutorial_loss_share_of_budget": reached and round(reached / tutorial["train_seconds"], 3)}
+
+
+def sampling(work: Path, env: dict) -> dict:
+    print("sampling benchmark…", file=sys.stderr)
+    out = work / "sampling.json"
+    measured([sys.executable, str(ROOT / "benchmarks/sampling.py"), "--out", str(out)], ROOT, env,
+             work / "sampling.log")
+    result = json.loads(out.read_text())
+    speed = {(row["model"], row["loop"]): row["chars_per_second"] for row in result["rows"]}
+    ours_default = next(model for model, loop in speed if loop == "ours" and model != "ours 1x256")
+    result["ours_default_vs_tutorial_model"] = round(
+        speed[(ours_default, "ours")] / speed[("tutorial 1x256 (floats in)", "tutorial")], 1)
+    return result
+
+
+def report(results: dict) -> str:
+    p, t, s = results["pipeline"], results["training"], results["sampling"]
+    tut, ours = t["tutorial"], t["ours"]
+    lines = [f"machine: {results['machine']['cpu']}, {results['machine']['cores']} cores; trained on {p['device']}",
+             f"training, {tut['budget_seconds'] / 60:g} min each: held-out loss tutorial {tut['held_out_loss']:.3f} "
+             f"vs ours {ours['held_out_loss']:.3f} nats/char (lower by {t['held_out_loss_lower_by']:.2f}); "
+             f"{tut['held_out_bits_per_char']:.3f} vs {ours['held_out_bits_per_char']:.3f} bits/char",
+             f"  ours reached the tutorial's final loss after {t['ours_reached_tutorial_loss_after_seconds']} s "
+             f"({t['ours_reached_tutorial_loss_share_of_budget']} of its budget)",
+             f"  characters predicted per second: {tut['tokens_per_second']:,} vs {ours['tokens_per_second']:,} "
+             f"({t['tokens_per_second_ratio']}x)",
+             f"  training inputs held in memory: {tut['training_data_mib']} vs {ours['training_data_mib']} MiB; "
+             f"process peak {tut['peak_rss_mib']} vs {ours['peak_rss_mib']} MiB (TensorFlow itself included)"]
+    for row in s["rows"]:
+        extra = f" ({row['speedup_same_model']}x the tutorial's loop)" if "speedup_same_model" in row else ""
+        lines.append(f"sampling, batch 1: {row['model']}, {row['loop']} loop: {row['chars_per_second']:,} chars/s{extra}")
+    lines += [f"pipeline: full run {p['full_seconds']} s (training epochs {p['epochs']}); nothing to do "
+              f"{p['noop_seconds']} s ({p['noop_vs_full']} of full); seq_length {p['seq_length_change']}: "
+              f"{p['seq_length_change_seconds']} s ({p['seq_length_change_vs_full']} of full), reran "
+              f"{', '.join(p['seq_length_change_reran'])}",
+              f"train-lstm peak memory on the default corpus: {p['train_lstm_peak_rss_mib']} MiB"]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--minutes", type=float, default=8.0, help="training budget per method (default 8)")
+    parser.add_argument("--pipeline-epochs", type=int, default=1,
+                        help="training epochs in the pipeline benchmark's runs (default 1)")
+    parser.add_argument("--out", type=Path, default=ROOT / "metrics/benchmarks.json")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, the project copy)")
+    args = parser.parse_args()
+
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "GIT_AUTHOR_NAME": "benchmark", "GIT_AUTHOR_EMAIL": "benchmark@127.0.0.1",
+           "GIT_COMMITTER_NAME": "benchmark", "GIT_COMMITTER_EMAIL": "benchmark@127.0.0.1"}
+    work = Path(tempfile.mkdtemp(prefix="lstm-textgen-benchmarks-"))
+    print(f"working in {work}", file=sys.stderr)
+    finished = False
+    try:
+        print("pipeline benchmark: dvc repro from nothing…", file=sys.stderr)
+        pipe = pipeline(work, env, args.pipeline_epochs)
+        results = {"machine": machine(), "training": training(work, env, args.minutes),
+                   "sampling": sampling(work, env)}
+        new_length = pipe["seq_length"] // 2
+        print(f"pipeline benchmark: dvc repro after seq_length {pipe['seq_length']} -> {new_length}…", file=sys.stderr)
+        results["pipeline"] = seq_length_change(pipe, work, env, new_length)
+        finished = True
+    finally:
+        if finished and not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            print(f"kept {work}: the logs and the project copy", file=sys.stderr)
+    write_json(args.out, results)
+    print(report(results))
+    print(f"written to {args.out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
