@@ -51,6 +51,12 @@ def measured(cmd: list, cwd: Path, env: dict, log: Path) -> tuple[float, float]:
     return seconds, usage.ru_maxrss / (1024 if sys.platform != "darwin" else 1024 ** 2)
 
 
+def repro(project: Path, env: dict, log: Path) -> tuple[float, list]:
+    """`dvc repro` in `project`: its wall seconds and the stages it ran."""
+    seconds, _ = measured(["dvc", "repro"], project, env, log)
+    return seconds, re.findall(r"Running stage '([^']+)'", log.read_text())
+
+
 def set_params(project: Path, **sections) -> None:
     path = project / "params.yaml"
     params = yaml.safe_load(path.read_text())
@@ -67,7 +73,7 @@ def machine() -> dict:
     return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}
 
 
-def pipeline(work: Path, env: dict, epochs: int) -> dict:
+def pipeline(work: Path, env: dict, epochs: int) -> tuple[Path, dict]:
     project = work / "project"
     for name in PROJECT_FILES:
         (project / name).parent.mkdir(parents=True, exist_ok=True)
@@ -77,28 +83,24 @@ def pipeline(work: Path, env: dict, epochs: int) -> dict:
     for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-q", "-m", "benchmark"]):
         subprocess.run(cmd, cwd=project, env=env, check=True, capture_output=True)
 
-    def repro(name: str) -> tuple[float, list]:
-        seconds, _ = measured(["dvc", "repro"], project, env, work / f"{name}.log")
-        return seconds, re.findall(r"Running stage '([^']+)'", (work / f"{name}.log").read_text())
-
-    full, ran = repro("repro-full")
-    noop = statistics.median(repro(f"repro-noop-{i}")[0] for i in range(3))
+    full, ran = repro(project, env, work / "repro-full.log")
+    noop = statistics.median(repro(project, env, work / f"repro-noop-{i}.log")[0] for i in range(3))
     # train-lstm on its own, for its peak memory (epochs do not change it: the data is loaded once)
     _, train_peak = measured([sys.executable, "stages/train_lstm.py", "char"], project, env, work / "train-lstm.log")
     train_metrics = json.loads((project / "metrics/train/char/metrics.json").read_text())
-    seq_length = yaml.safe_load((project / "params.yaml").read_text())["window"]["seq_length"]
-    return {"project": project, "epochs": epochs, "full_seconds": round(full, 1), "stages_in_full_run": len(ran),
-            "noop_seconds": round(noop, 2), "train_lstm_peak_rss_mib": round(train_peak),
-            "device": train_metrics["device"], "lstm_kernel": train_metrics["lstm_kernel"],
-            "seq_length": seq_length}
+    return project, {"epochs": epochs, "full_seconds": round(full, 1), "stages_in_full_run": len(ran),
+                     "noop_seconds": round(noop, 2), "train_lstm_peak_rss_mib": round(train_peak),
+                     "device": train_metrics["device"], "lstm_kernel": train_metrics["lstm_kernel"]}
 
 
-def seq_length_change(result: dict, work: Path, env: dict, new: int) -> dict:
-    project = result.pop("project")
+def seq_length_change(project: Path, result: dict, work: Path, env: dict) -> dict:
+    """`dvc repro` after halving window.seq_length, against the full run in `result`."""
+    old = yaml.safe_load((project / "params.yaml").read_text())["window"]["seq_length"]
+    new = old // 2
+    print(f"pipeline benchmark: dvc repro after seq_length {old} -> {new}…", file=sys.stderr)
     set_params(project, window={"seq_length": new})
-    seconds, _ = measured(["dvc", "repro"], project, env, work / "repro-seq-length.log")
-    ran = re.findall(r"Running stage '([^']+)'", (work / "repro-seq-length.log").read_text())
-    return {**result, "seq_length_change": f"{result.pop('seq_length')} -> {new}",
+    seconds, ran = repro(project, env, work / "repro-seq-length.log")
+    return {**result, "seq_length_change": f"{old} -> {new}",
             "seq_length_change_seconds": round(seconds, 1), "seq_length_change_reran": ran,
             "noop_vs_full": round(result["noop_seconds"] / result["full_seconds"], 3),
             "seq_length_change_vs_full": round(seconds / result["full_seconds"], 2)}
@@ -178,12 +180,10 @@ def main() -> None:
     finished = False
     try:
         print("pipeline benchmark: dvc repro from nothing…", file=sys.stderr)
-        pipe = pipeline(work, env, args.pipeline_epochs)
+        project, pipe = pipeline(work, env, args.pipeline_epochs)
         results = {"machine": machine(), "training": training(work, env, args.minutes),
                    "sampling": sampling(work, env)}
-        new_length = pipe["seq_length"] // 2
-        print(f"pipeline benchmark: dvc repro after seq_length {pipe['seq_length']} -> {new_length}…", file=sys.stderr)
-        results["pipeline"] = seq_length_change(pipe, work, env, new_length)
+        results["pipeline"] = seq_length_change(project, pipe, work, env)
         finished = True
     finally:
         if finished and not args.keep:

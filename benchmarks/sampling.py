@@ -7,7 +7,6 @@ depend on what a model has learnt, so the models are freshly initialised.
 """
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ import yaml  # noqa: E402
 
 import lstm  # noqa: E402
 import tutorial  # noqa: E402
+from common import write_json  # noqa: E402
 from sample import generate  # noqa: E402
 
 VOCAB_SIZE = 49  # Alice, lowercased
@@ -61,7 +61,7 @@ def main() -> None:
                   "speedup_same_model": our_speed / tutorial_speed}]
     for row in rows:
         row.update({k: round(v, 1) for k, v in row.items() if isinstance(v, float)})
-    args.out.write_text(json.dumps({"batch_size": 1, "rows": rows}, indent=2) + "\n")
+    write_json(args.out, {"batch_size": 1, "rows": rows})
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ The clock counts training only; it stops while the held-out loss is probed along
 """
 
 import argparse
-import json
 import math
 import os
 import sys
@@ -25,7 +24,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import tutorial  # noqa: E402
-from common import branch_spec, load_split, read_params, read_vocab  # noqa: E402
+from common import branch_spec, load_split, read_params, read_vocab, write_json  # noqa: E402
 
 CONTEXT = tutorial.SEQ_LENGTH  # characters of context before each scored character
 PROBES = 24                    # held-out loss measurements along the budget
@@ -57,9 +56,9 @@ class Budget(keras.callbacks.Callback):
     """Stops training after `seconds` of it; probes the held-out loss every seconds / PROBES
     of training and at the end, with the clock stopped meanwhile."""
 
-    def __init__(self, seconds: float, probe, targets_per_batch: int):
+    def __init__(self, seconds: float, probe):
         super().__init__()
-        self.seconds, self.probe, self.targets_per_batch = seconds, probe, targets_per_batch
+        self.seconds, self.probe = seconds, probe
         self.clock, self.batches, self.curve = 0.0, 0, []
 
     def on_train_begin(self, logs=None):
@@ -112,8 +111,7 @@ def main() -> None:
         targets_per_batch = batch * train["seq_length"]  # a character at every position
     prepare_seconds = time.monotonic() - started
 
-    budget = Budget(args.minutes * 60, lambda: mean_nll(log_probs(model, probe_windows, vocab_size), probe_targets),
-                    targets_per_batch)
+    budget = Budget(args.minutes * 60, lambda: mean_nll(log_probs(model, probe_windows, vocab_size), probe_targets))
     model.fit(*fit_args, batch_size=batch if args.method == "tutorial" else None, epochs=10**6, verbose=0,
               callbacks=[budget])
     windows, targets = held_out(val["tokens"], 1)
@@ -125,7 +123,7 @@ def main() -> None:
               "held_out_characters": len(targets),
               "tokens_per_second": round(budget.batches * targets_per_batch / budget.clock),
               "curve": budget.curve}
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(out, result)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ import argparse
 import hashlib
 import json
 import subprocess
-import sys
 from pathlib import PurePosixPath
 
 import yaml

@@ -11,7 +11,6 @@ import time
 import numpy as np
 import pytest
 
-import common
 from common import UserError, sample_next
 from conftest import ROOT, TINY, book_body, gutenberg_file, headlines_csv, write_params
 
