@@ -2,6 +2,7 @@
 on this machine, so that the ratios mean something where absolute times are noise:
 
     python benchmarks/run.py                  # about 30 minutes; --minutes sets the training budget
+    python benchmarks/run.py --only sampling  # a minute: the sampling figures, beside the last run's
 
 1. pipeline: a copy of the project (dvc.yaml, params.yaml, stages/) in a temporary git repo;
    `dvc repro` from nothing, with the training epochs cut to --pipeline-epochs so the run stays
@@ -9,7 +10,8 @@ on this machine, so that the ratios mean something where absolute times are nois
    train-lstm alone, for its peak memory on the default corpus.
 2. training: the tutorial's method and this project's train-lstm, --minutes of training each, on
    that copy's Alice data (benchmarks/training.py, one process each).
-3. sampling: the tutorial's generation loop against this project's sampler (benchmarks/sampling.py).
+3. sampling: the tutorial's generation loop against this project's sampler, and generate.py's
+   time to its first character (benchmarks/sample_speed.py).
 
 Writes metrics/benchmarks.json and prints the ratios. The book and the headlines are downloaded
 as by `dvc repro`: from the network, or from GUTENBERG_MIRROR when set.
@@ -33,7 +35,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "stages"))
 
-from common import write_json  # noqa: E402
+from files import write_json  # noqa: E402
 
 PROJECT_FILES = ["dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", ".dvc/config", ".dvc/.gitignore"]
 
@@ -128,7 +130,7 @@ def training(work: Path, env: dict, minutes: float) -> dict:
 def sampling(work: Path, env: dict) -> dict:
     print("sampling benchmark…", file=sys.stderr)
     out = work / "sampling.json"
-    measured([sys.executable, str(ROOT / "benchmarks/sampling.py"), "--out", str(out)], ROOT, env,
+    measured([sys.executable, str(ROOT / "benchmarks/sample_speed.py"), "--out", str(out)], ROOT, env,
              work / "sampling.log")
     result = json.loads(out.read_text())
     speed = {(row["model"], row["loop"]): row["chars_per_second"] for row in result["rows"]}
@@ -151,9 +153,15 @@ def report(results: dict) -> str:
              f"({t['tokens_per_second_ratio']}x)",
              f"  training inputs held in memory: {tut['training_data_mib']} vs {ours['training_data_mib']} MiB; "
              f"process peak {tut['peak_rss_mib']} vs {ours['peak_rss_mib']} MiB (TensorFlow itself included)"]
+    before = {(row["model"], row["loop"]): row for row in results.get("sampling_before", {}).get("rows", [])}
     for row in s["rows"]:
         extra = f" ({row['speedup_same_model']}x the tutorial's loop)" if "speedup_same_model" in row else ""
+        if (old := before.get((row["model"], row["loop"]))) and row["loop"] == "ours":
+            extra += f"; the previous sampler: {old['chars_per_second']:,} chars/s"
         lines.append(f"sampling, batch 1: {row['model']}, {row['loop']} loop: {row['chars_per_second']:,} chars/s{extra}")
+    if first := s.get("generate_seconds_to_first_char"):
+        lines.append(f"generate.py, start to first generated character: {first['median']} s median, "
+                     f"{first['max']} s at most, over {first['runs']} starts")
     lines += [f"pipeline: full run {p['full_seconds']} s (training epochs {p['epochs']}); nothing to do "
               f"{p['noop_seconds']} s ({p['noop_vs_full']} of full); seq_length {p['seq_length_change']}: "
               f"{p['seq_length_change_seconds']} s ({p['seq_length_change_vs_full']} of full), reran "
@@ -169,6 +177,8 @@ def main() -> None:
                         help="training epochs in the pipeline benchmark's runs (default 1)")
     parser.add_argument("--out", type=Path, default=ROOT / "metrics/benchmarks.json")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, the project copy)")
+    parser.add_argument("--only", choices=["sampling"], help="rerun one benchmark; the others' figures are kept "
+                                                              "from --out, and the previous ones printed beside")
     args = parser.parse_args()
 
     env = {**os.environ, "DVC_NO_ANALYTICS": "1",
@@ -179,11 +189,16 @@ def main() -> None:
     print(f"working in {work}", file=sys.stderr)
     finished = False
     try:
-        print("pipeline benchmark: dvc repro from nothing…", file=sys.stderr)
-        project, pipe = pipeline(work, env, args.pipeline_epochs)
-        results = {"machine": machine(), "training": training(work, env, args.minutes),
-                   "sampling": sampling(work, env)}
-        results["pipeline"] = seq_length_change(project, pipe, work, env)
+        if args.only == "sampling":
+            results = json.loads(args.out.read_text())
+            results["sampling_before"] = results.pop("sampling")
+            results["sampling"] = sampling(work, env)
+        else:
+            print("pipeline benchmark: dvc repro from nothing…", file=sys.stderr)
+            project, pipe = pipeline(work, env, args.pipeline_epochs)
+            results = {"machine": machine(), "training": training(work, env, args.minutes),
+                       "sampling": sampling(work, env)}
+            results["pipeline"] = seq_length_change(project, pipe, work, env)
         finished = True
     finally:
         if finished and not args.keep:

@@ -24,7 +24,10 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import tutorial  # noqa: E402
-from common import branch_spec, load_split, read_params, read_vocab, write_json  # noqa: E402
+from branches import branch_spec, load_split  # noqa: E402
+from files import write_json  # noqa: E402
+from params import read_params  # noqa: E402
+from vocab import read_vocab  # noqa: E402
 
 CONTEXT = tutorial.SEQ_LENGTH  # characters of context before each scored character
 PROBES = 24                    # held-out loss measurements along the budget

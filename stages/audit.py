@@ -1,8 +1,9 @@
-"""audit: what produced a sample text? Not a DVC stage: a command for people.
+"""audit: what produced a sample text, or a model? Not a DVC stage: a command for people.
 
     python stages/audit.py metrics/sample/char/samples.txt                 # as in the workspace
     python stages/audit.py metrics/sample/char/samples.txt --rev HEAD~3    # at a commit, branch or tag
     python stages/audit.py metrics/sample/char/samples.txt --rev exp-name  # in a DVC experiment
+    python stages/audit.py data/models/char.npz                            # a model (DVC-tracked files too)
     python stages/audit.py ... --json                                      # the same, as JSON
 
 Everything comes from what DVC already records: dvc.lock at that revision names the stage that
@@ -19,7 +20,7 @@ from pathlib import PurePosixPath
 
 import yaml
 
-from common import UserError, run
+from errors import UserError, run
 
 
 def git(*args: str) -> str:
@@ -44,16 +45,36 @@ def resolve_rev(rev: str) -> str:
     return matches[0]
 
 
-def read_bytes(path: str, rev: str | None) -> bytes | None:
-    """A file in the workspace (rev None) or at a commit; None when it is not there."""
-    if rev is None:
+def read_bytes(path: str, rev: str | None, repo: str | None = None) -> bytes | None:
+    """A file in the workspace (rev and repo None), at a commit, or in another clone of the
+    project (`repo`, at `rev` or its default branch); None when it is not there. Files that git
+    does not hold (DVC's outputs) come through dvc.api: from the cache, or the DVC remote."""
+    if rev is None and repo is None:
         try:
             with open(path, "rb") as f:
                 return f.read()
         except FileNotFoundError:
             return None
-    proc = subprocess.run(["git", "show", f"{rev}:{path}"], capture_output=True)
-    return proc.stdout if proc.returncode == 0 else None
+    if repo is None:
+        proc = subprocess.run(["git", "show", f"{rev}:{path}"], capture_output=True)
+        if proc.returncode == 0:
+            return proc.stdout
+    import dvc.api  # only here: importing DVC takes half a second
+    from dvc.exceptions import DvcException, PathMissingError
+    where = " ".join(filter(None, [repo and f"in {repo}", rev and f"at {rev}"]))
+    unreachable = (f"cannot read {path} {where}: dvc.lock there lists it, but it is neither in the local cache "
+                   "nor on the DVC remote; push it from the clone that made it (`dvc push`)")
+    try:
+        return dvc.api.read(path, repo=repo, rev=rev, mode="rb")
+    except (PathMissingError, FileNotFoundError):
+        # DVC says the same of an output it cannot fetch: tell the two apart by dvc.lock
+        lock = yaml.safe_load(read_bytes("dvc.lock", rev, repo) or "") if path != "dvc.lock" else None
+        outs = {o["path"] for stage in (lock or {}).get("stages", {}).values() for o in stage.get("outs", [])}
+        if any(inside(path, out) for out in outs):
+            raise UserError(unreachable)
+        return None
+    except DvcException as err:
+        raise UserError(f"{unreachable} ({err})")
 
 
 def inside(path: str, out: str) -> bool:
@@ -91,10 +112,11 @@ def audit(path: str, lock: dict, content: bytes, read) -> dict:
     actual = hashlib.md5(content).hexdigest()
     if actual != recorded:
         raise UserError(f"{path} was edited after the run that dvc.lock records for stage {producer} (md5 {actual}, "
-                        f"recorded {recorded}); restore it with `git checkout -- {path}` or rerun "
-                        f"`dvc repro {producer}`")
+                        f"recorded {recorded}); rerun `dvc repro -f {producer}` to rewrite it (or, if that run "
+                        f"was committed, `git checkout -- {path}`)")
     stages = lineage(lock, producer)
-    report = {"file": path, "md5": actual, "stage": producer, "stages": {}}
+    report = {"file": path, "md5": actual, "sha256": hashlib.sha256(content).hexdigest(), "stage": producer,
+              "stages": {}}
     for name in stages:
         entry = lock["stages"][name]
         report["stages"][name] = {
@@ -112,7 +134,9 @@ def audit(path: str, lock: dict, content: bytes, read) -> dict:
 
 def format_report(report: dict) -> str:
     version = report["code_version"]
-    where = ("the workspace, on commit " if version["workspace"] else "commit ") + version["commit"]
+    where = ("the workspace, on commit " if version["workspace"] else "commit ") + str(version["commit"] or "HEAD")
+    if version["repo"]:
+        where += f" of {version['repo']}"
     if version["experiment"]:
         where += f" (experiment {version['experiment']})"
     lines = [f"{report['file']} (md5 {report['md5']}) was written by stage {report['stage']}; {where}",
@@ -128,27 +152,37 @@ def format_report(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def audit_file(path: str, rev: str | None = None, repo: str | None = None) -> dict:
+    """The audit report of `path` in the workspace, at `rev` (a git revision or an experiment's
+    name), or in another clone `repo`; with the version of the code it names."""
+    commit = resolve_rev(rev) if rev and not repo else rev
+    read = lambda p: read_bytes(p, commit, repo)  # noqa: E731
+    where = (f" in {repo}" if repo else "") + (f" at {rev}" if rev else "")
+    content = read(path)
+    if content is None:
+        raise UserError(f"{path}: no such file{where}")
+    lock_bytes = read("dvc.lock")
+    if lock_bytes is None:
+        raise UserError(f"{path} was produced by no recorded run: there is no dvc.lock{where}")
+    report = audit(path, yaml.safe_load(lock_bytes), content, read)
+    code = {p: h for stage in report["stages"].values() for p, h in stage["code"].items()}
+    changed = sorted(p for p, h in code.items() if hashlib.md5(read(p) or b"").hexdigest() != h)
+    report["code_version"] = {
+        "commit": commit or (None if repo else git("rev-parse", "HEAD")), "repo": repo,
+        "experiment": rev if commit and rev != commit and not repo else None,
+        "workspace": commit is None and repo is None, "changed_since_run": changed}
+    return report
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("path", help="a file a stage wrote, e.g. metrics/sample/char/samples.txt")
     parser.add_argument("--rev", help="a git revision or DVC experiment name (default: the workspace)")
+    parser.add_argument("--repo", help="another clone of the project (a path or git URL); DVC-tracked files "
+                                       "come from its DVC remote")
     parser.add_argument("--json", action="store_true", help="print JSON")
     args = parser.parse_args()
-    commit = resolve_rev(args.rev) if args.rev else None
-    read = lambda p: read_bytes(p, commit)  # noqa: E731
-    content = read(args.path)
-    if content is None:
-        raise UserError(f"{args.path}: no such file" + (f" at {args.rev}" if args.rev else ""))
-    lock_bytes = read("dvc.lock")
-    if lock_bytes is None:
-        raise UserError(f"{args.path} was produced by no recorded run: there is no dvc.lock"
-                        + (f" at {args.rev}" if args.rev else ""))
-    report = audit(args.path, yaml.safe_load(lock_bytes), content, read)
-    code = {p: h for stage in report["stages"].values() for p, h in stage["code"].items()}
-    changed = sorted(p for p, h in code.items() if hashlib.md5(read(p) or b"").hexdigest() != h)
-    report["code_version"] = {
-        "commit": commit or git("rev-parse", "HEAD"), "experiment": args.rev if commit and args.rev != commit else None,
-        "workspace": commit is None, "changed_since_run": changed}
+    report = audit_file(args.path, args.rev, args.repo)
     print(json.dumps(report, indent=2) if args.json else format_report(report), end="" if not args.json else "\n")
 
 

@@ -1,16 +1,22 @@
 """encode-vocab: the character vocabulary and the corpus as a compact array of ids.
 
-Reads data/clean/corpus.txt; writes data/vocab/chars.json (sorted tokens; `unknown` names the
-token rare characters were folded into, or is null), data/vocab/ids.npy and metrics/vocab.json.
+Reads data/clean/corpus.txt and cleaning.json; writes data/vocab/chars.json (sorted tokens;
+`unknown` names the token rare characters were folded into, or is null; `cleaning` how the text
+was cleaned, so prompts are cleaned alike), data/vocab/ids.npy and metrics/vocab.json.
 """
 
+import json
 from pathlib import Path
 
 import numpy as np
 
-from common import UserError, atomic_path, build_char_vocab, encode_chars, positive_int, read_params, run, write_json
+from errors import UserError, run
+from files import atomic_path, write_json
+from params import positive_int, read_params
+from vocab import build_char_vocab, encode_chars
 
 CORPUS = Path("data/clean/corpus.txt")
+CLEANING = Path("data/clean/cleaning.json")
 VOCAB = Path("data/vocab/chars.json")
 IDS = Path("data/vocab/ids.npy")
 METRICS = Path("metrics/vocab.json")
@@ -21,11 +27,15 @@ def main() -> None:
     params = read_params("encode-vocab", PARAMS)
     try:
         corpus = CORPUS.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
+    except (OSError, ValueError) as err:
         raise UserError(f"cannot read {CORPUS} ({err}); run `dvc repro strip-boilerplate`")
     if not corpus.strip():
         raise UserError(f"{CORPUS} is empty: there is no text to learn from; check download-gutenberg.book_ids")
-    vocab = build_char_vocab(corpus, params["min_count"])
+    try:
+        cleaning = json.loads(CLEANING.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise UserError(f"cannot read {CLEANING} ({err}); run `dvc repro strip-boilerplate`")
+    vocab = build_char_vocab(corpus, params["min_count"]) | {"cleaning": cleaning}
     ids = encode_chars(corpus, vocab, str(CORPUS))
     write_json(VOCAB, vocab)
     with atomic_path(IDS, suffix=".npy") as tmp:

@@ -9,7 +9,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from common import UserError  # noqa: E402
+from errors import UserError  # noqa: E402
 
 
 def build_model(vocab_size: int, embedding_dim: int, units: int, layers: int, dropout: float) -> keras.Model:
@@ -24,6 +24,23 @@ def build_model(vocab_size: int, embedding_dim: int, units: int, layers: int, dr
         x = keras.layers.Dropout(dropout, name=f"dropout_{i}")(x)
     logits = keras.layers.Dense(vocab_size, name="logits")(x)
     return keras.Model(tokens, logits, name="lstm_textgen")
+
+
+class EpochSeeds(keras.callbacks.Callback):
+    """Starts every epoch with each seed generator of the model (Dropout draws its masks from
+    them) in a state made from its initial seed and the epoch alone. BackupAndRestore saves
+    weights, not these states, so without this a resumed run would draw other masks than the
+    uninterrupted run did from the same epoch on."""
+
+    def on_train_begin(self, logs=None):
+        # A generator's state is [seed, calls so far]; the seed comes from keras.utils.set_random_seed.
+        self.states = [v for v in self.model.variables if v.name == "seed_generator_state"]
+        self.seeds = [int(keras.ops.convert_to_numpy(v)[0]) for v in self.states]
+
+    def on_epoch_begin(self, epoch, logs=None):
+        # The n-th draw of the epoch then uses [seed + epoch, n]: no two draws of a generator share one.
+        for state, seed in zip(self.states, self.seeds):
+            state.assign(np.array([seed + epoch, 0], dtype=np.int64))
 
 
 def lstm_layers(model: keras.Model) -> list:
@@ -69,42 +86,57 @@ def device_and_kernel(model: keras.Model, strategy: tf.distribute.Strategy) -> t
     return f"{times}GPU ({name}, {len(gpus)} visible)", "generic" if cudnn_problems(model) else "cudnn"
 
 
+def epoch_batches(items: np.ndarray, batch_size: int, shuffle_seed: int | None = None,
+                  first_epoch: int = 0) -> tf.data.Dataset:
+    """Batches of `items` (along the first axis). Without a seed: one pass, in order. With one:
+    an endless run of epochs from `first_epoch` on, epoch e in an order drawn from
+    (shuffle_seed, e) alone, so that a resumed run sees each epoch in the order an uninterrupted
+    one would have (tf.data's shuffle would draw it from the epochs this process has run). Fit
+    it with steps_per_epoch = ceil(len(items) / batch_size)."""
+    items = tf.constant(items)
+    if shuffle_seed is None:
+        return tf.data.Dataset.from_tensor_slices(items).batch(batch_size)
+
+    def epoch(e):
+        order = tf.random.experimental.stateless_shuffle(items, seed=tf.stack([tf.constant(shuffle_seed, tf.int64), e]))
+        return tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+
+    return tf.data.Dataset.counter(first_epoch).flat_map(epoch)
+
+
 def window_dataset(tokens: np.ndarray, starts: np.ndarray, seq_length: int, batch_size: int,
-                   shuffle_seed: int | None = None) -> tf.data.Dataset:
+                   shuffle_seed: int | None = None, first_epoch: int = 0) -> tf.data.Dataset:
     """Batches of (inputs, targets) gathered from one copy of the text on the fly: a window is
-    tokens[s : s+seq_length] and its targets the same span shifted by one."""
+    tokens[s : s+seq_length] and its targets the same span shifted by one. Epochs as epoch_batches."""
     text = tf.constant(tokens.astype(np.int32))
     offsets = tf.range(seq_length + 1, dtype=tf.int64)
-    ds = tf.data.Dataset.from_tensor_slices(starts.astype(np.int64))
-    if shuffle_seed is not None:
-        ds = ds.shuffle(len(starts), seed=shuffle_seed, reshuffle_each_iteration=True)
 
     def gather(batch_starts):
         windows = tf.gather(text, batch_starts[:, None] + offsets)
         return windows[:, :-1], windows[:, 1:]
 
-    return ds.batch(batch_size).map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    ds = epoch_batches(starts.astype(np.int64), batch_size, shuffle_seed, first_epoch)
+    return ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
-def rows_dataset(rows: np.ndarray, pad_id: int, batch_size: int, shuffle_seed: int | None = None) -> tf.data.Dataset:
+def rows_dataset(rows: np.ndarray, pad_id: int, batch_size: int, shuffle_seed: int | None = None,
+                 first_epoch: int = 0) -> tf.data.Dataset:
     """Batches of (inputs, targets, weights) from right-padded rows: inputs row[:-1], targets
-    row[1:], and weight 0 where the target is padding."""
-    ds = tf.data.Dataset.from_tensor_slices(rows.astype(np.int32))
-    if shuffle_seed is not None:
-        ds = ds.shuffle(len(rows), seed=shuffle_seed, reshuffle_each_iteration=True)
-
+    row[1:], and weight 0 where the target is padding. Epochs as epoch_batches."""
     def split(batch):
         targets = batch[:, 1:]
         return batch[:, :-1], targets, tf.cast(targets != pad_id, tf.float32)
 
-    return ds.batch(batch_size).map(split, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    ds = epoch_batches(rows.astype(np.int32), batch_size, shuffle_seed, first_epoch)
+    return ds.map(split, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
-def split_dataset(split: dict, vocab: dict, batch_size: int, shuffle_seed: int | None = None) -> tf.data.Dataset:
+def split_dataset(split: dict, vocab: dict, batch_size: int, shuffle_seed: int | None = None,
+                  first_epoch: int = 0) -> tf.data.Dataset:
     """The dataset for one split in either form load_split returns."""
     if "rows" in split:
-        return rows_dataset(split["rows"], vocab["tokens"].index(vocab["pad"]), batch_size, shuffle_seed)
-    return window_dataset(split["tokens"], split["starts"], split["seq_length"], batch_size, shuffle_seed)
+        return rows_dataset(split["rows"], vocab["tokens"].index(vocab["pad"]), batch_size, shuffle_seed, first_epoch)
+    return window_dataset(split["tokens"], split["starts"], split["seq_length"], batch_size, shuffle_seed, first_epoch)
 
 
 def targets_per_epoch(split: dict, vocab: dict) -> int:
@@ -127,35 +159,12 @@ def load_model(path, train_stage: str = "train-lstm") -> keras.Model:
         raise UserError(f"cannot load model {path} ({err}); run `dvc checkout {path}` or `dvc repro -f {train_stage}`")
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 0.5 * np.tanh(0.5 * x) + 0.5  # = 1 / (1 + e^-x), without overflow
-
-
-class Stepper:
-    """Runs a trained model one token at a time, carrying each LSTM layer's (h, c) state, so
-    generating a token costs one step, not a pass over the whole window as in the tutorial.
-
-    The step is plain NumPy on the trained weights: a step is a few small matrix products, and
-    at batch 1 calling into TensorFlow for each would cost more than the arithmetic. A test
-    checks it against the Keras model run over whole sequences."""
-
-    def __init__(self, model: keras.Model):
-        weights = lambda layer: [np.asarray(w, dtype=np.float32) for w in layer.get_weights()]  # noqa: E731
-        self.embeddings, = weights(model.get_layer("embedding"))
-        self.lstms = [weights(layer) for layer in lstm_layers(model)]  # kernel, recurrent_kernel, bias
-        self.out_kernel, self.out_bias = weights(model.get_layer("logits"))
-
-    def initial_state(self, batch: int) -> list:
-        return [(np.zeros((batch, kernel.shape[1] // 4), np.float32),) * 2 for kernel, _, _ in self.lstms]
-
-    def step(self, token_ids: np.ndarray, state: list) -> tuple[np.ndarray, list]:
-        """Feed one token per row; return the logits for the next token and the new state."""
-        x = self.embeddings[np.asarray(token_ids)]
-        new_state = []
-        for (kernel, recurrent_kernel, bias), (h, c) in zip(self.lstms, state):
-            # Keras' gate order: input, forget, candidate, output.
-            i, f, g, o = np.split(x @ kernel + h @ recurrent_kernel + bias, 4, axis=-1)
-            c = _sigmoid(f) * c + _sigmoid(i) * np.tanh(g)
-            x = h = _sigmoid(o) * np.tanh(c)
-            new_state.append((h, c))
-        return x @ self.out_kernel + self.out_bias, new_state
+def sampler_weights(model: keras.Model) -> dict:
+    """The trained weights as named NumPy arrays, the form sampling.Stepper runs on (saved by
+    train-lstm as data/models/<branch>.npz beside the .keras file)."""
+    weights = lambda layer: [np.asarray(w, dtype=np.float32) for w in layer.get_weights()]  # noqa: E731
+    arrays = {"embedding": weights(model.get_layer("embedding"))[0]}
+    for i, layer in enumerate(lstm_layers(model), 1):
+        arrays[f"lstm_{i}_kernel"], arrays[f"lstm_{i}_recurrent_kernel"], arrays[f"lstm_{i}_bias"] = weights(layer)
+    arrays["logits_kernel"], arrays["logits_bias"] = weights(model.get_layer("logits"))
+    return arrays

@@ -13,34 +13,20 @@ import time
 
 import numpy as np
 
-from common import (UserError, branch_spec, clean_headline, decode_chars, encode_chars, encode_words, integer, list_of,
-                    load_split, non_empty_string, optional, positive_int, positive_number, read_params, read_vocab,
-                    run, sample_next, sha256_file, write_json, write_text)
+from branches import branch_spec, load_split
+from errors import UserError, run
+from files import sha256_file, write_json, write_text
+from params import integer, list_of, non_empty_string, optional, positive_int, positive_number, probability, read_params
+from sampling import Stepper, banned_ids, encode_prompt, generate, load_weights, validation_seeds
+from vocab import decode_chars, read_vocab
 
-COMMON_PARAMS = {"temperature": positive_number, "top_k": optional(positive_int), "seed": integer}
+COMMON_PARAMS = {"temperature": positive_number, "top_k": optional(positive_int), "top_p": optional(probability),
+                 "seed": integer}
 PARAMS = {
     "char": {"length": positive_int, "seed_text": optional(non_empty_string), "seed_length": positive_int,
              "num_samples": positive_int, **COMMON_PARAMS},
     "headlines": {"seeds": list_of(non_empty_string), "max_words": positive_int, **COMMON_PARAMS},
 }
-
-
-def generate(stepper, seeds: list, length: int, temperature: float, top_k, rng, end_id=None) -> list[list[int]]:
-    """Prime the state with the seeds (one per row, all the same length), then draw up to
-    `length` tokens per row; a row stops at `end_id`, which is not returned."""
-    state = stepper.initial_state(len(seeds))
-    prompt = np.stack(seeds)
-    for column in prompt[:, :-1].T:
-        _, state = stepper.step(column, state)
-    token, out = prompt[:, -1], []
-    for _ in range(length):
-        logits, state = stepper.step(token, state)
-        token = sample_next(logits, temperature, top_k, rng)
-        out.append(token)
-        if end_id is not None and all((np.array(out) == end_id).any(axis=0)):
-            break
-    rows = np.array(out).T.tolist()
-    return [row[:row.index(end_id)] if end_id in row else row for row in rows]
 
 
 # --- measures of the generated text ---------------------------------------------------------
@@ -87,14 +73,13 @@ def sample_chars(params, stepper, vocab, train, val, rng) -> tuple[str, dict, li
     """`num_samples` texts of `length` characters, each after a seed: `seed_text`, or a window
     of the validation text chosen by the RNG."""
     if params["seed_text"] is not None:
-        ids = encode_chars(params["seed_text"], vocab, "params.yaml: sample.seed_text")
+        ids = encode_prompt(params["seed_text"], vocab, "params.yaml: sample.seed_text")
         seeds = [{"source": "params.yaml", "ids": ids}] * params["num_samples"]
     else:
-        text = val["tokens"]
-        length = min(params["seed_length"], len(text))
-        offsets = rng.integers(0, len(text) - length + 1, size=params["num_samples"])
-        seeds = [{"source": "validation text", "offset": int(o), "ids": text[o:o + length]} for o in offsets]
-    rows = generate(stepper, [s["ids"] for s in seeds], params["length"], params["temperature"], params["top_k"], rng)
+        seeds = [{"source": "validation text", "offset": offset, "ids": ids}
+                 for offset, ids in validation_seeds(val["tokens"], params["seed_length"], params["num_samples"], rng)]
+    rows = generate(stepper, [s["ids"] for s in seeds], params["length"], params["temperature"], params["top_k"], rng,
+                    top_p=params["top_p"], banned=banned_ids(vocab))
     texts = [decode_chars(row, vocab) for row in rows]
     out = []
     for i, (seed, generated) in enumerate(zip(seeds, texts), 1):
@@ -112,21 +97,15 @@ def sample_headlines(params, stepper, vocab, train, val, rng) -> tuple[str, dict
     tokens, unknown = vocab["tokens"], vocab["unknown"]
     lines, headlines, generated, seeds = [], [], [], []
     for phrase in params["seeds"]:
-        seed_words = clean_headline(phrase, **vocab["cleaning"])[0].split()
-        missing = [w for w in seed_words if w not in tokens]
-        if len(missing) == len(seed_words):
-            raise UserError(f"params.yaml: sample-headlines.seeds: {phrase!r} has no word the model knows "
-                            f"({', '.join(missing) or 'nothing is left after cleaning'}); choose other seed words")
-        if missing:
-            print(f"warning: seed {phrase!r}: unknown to the model, read as {unknown}: {', '.join(missing)}",
-                  file=sys.stderr)
-        row = generate(stepper, [np.array(encode_words(seed_words, vocab))], params["max_words"],
-                       params["temperature"], params["top_k"], rng, end_id=tokens.index(vocab["end"]))[0]
+        ids = encode_prompt(phrase, vocab, "params.yaml: sample-headlines.seeds")
+        seed_words = [tokens[i] for i in ids]
+        row = generate(stepper, [ids], params["max_words"], params["temperature"], params["top_k"], rng,
+                       end_id=tokens.index(vocab["end"]), top_p=params["top_p"], banned=banned_ids(vocab))[0]
         new_words = [tokens[i] for i in row]
         headline = seed_words + new_words
         headlines.append(headline)
         generated.append(new_words)
-        seeds.append({"phrase": phrase, "words": seed_words, "unknown": missing})
+        seeds.append({"phrase": phrase, "words": seed_words})
         lines.append(" ".join(w if w == unknown else w.title() for w in headline))
     pad = tokens.index(vocab["pad"])
     training = {" ".join(tokens[i] for i in row if i != pad and tokens[i] != vocab["end"]) for row in train["rows"]}
@@ -141,21 +120,20 @@ def main(branch: str = "char") -> None:
     train, val = (load_split(spec[s], vocab, spec["upstream"]) for s in ("train", "val"))
     rng = np.random.default_rng(params["seed"])
 
-    from lstm import Stepper, load_model
-    model = load_model(spec["model"], spec["train_stage"])
-    if model.output_shape[-1] != len(vocab["tokens"]):
-        raise UserError(f"{spec['model']} predicts {model.output_shape[-1]} tokens but {spec['vocab']} has "
+    stepper = Stepper(load_weights(spec["weights"], spec["train_stage"]))
+    if stepper.vocab_size != len(vocab["tokens"]):
+        raise UserError(f"{spec['weights']} predicts {stepper.vocab_size} tokens but {spec['vocab']} has "
                         f"{len(vocab['tokens'])}: they come from different runs; run `dvc repro {spec['train_stage']}`")
     started = time.monotonic()
     text, metrics, seeds, n_tokens = (sample_chars if branch == "char" else sample_headlines)(
-        params, Stepper(model), vocab, train, val, rng)
+        params, stepper, vocab, train, val, rng)
     seconds = time.monotonic() - started
 
     out = spec["sample"]
     write_text(out / "samples.txt", text)
     write_json(out / "provenance.json", {
         "branch": branch, "params": {spec["sample_stage"]: params},
-        "model": {"path": str(spec["model"]), "sha256": sha256_file(spec["model"])},
+        "model": {"path": str(spec["weights"]), "sha256": sha256_file(spec["weights"])},
         "vocab": {"path": str(spec["vocab"]), "sha256": sha256_file(spec["vocab"])},
         "seeds": seeds, "samples_sha256": sha256_file(out / "samples.txt")})
     write_json(out / "metrics.json", {"tokens_per_second": round(n_tokens / seconds, 1), **metrics})

@@ -1,7 +1,8 @@
 """strip-boilerplate: keep only the books' text, without Project Gutenberg's header and license.
 
 Reads data/raw (manifest.json and the pg<id>.txt files it lists); writes data/clean/corpus.txt
-(the books joined by a blank line) and metrics/corpus.json.
+(the books joined by a blank line), data/clean/cleaning.json (the switches that were on, which
+encode-vocab passes on in the vocabulary) and metrics/corpus.json.
 """
 
 import json
@@ -9,10 +10,14 @@ import re
 import sys
 from pathlib import Path
 
-from common import UserError, boolean, read_params, run, write_json, write_text
+from errors import UserError, run
+from files import write_json, write_text
+from params import boolean, read_params
+from text import clean_text
 
 RAW_DIR = Path("data/raw")
 CORPUS = Path("data/clean/corpus.txt")
+CLEANING = Path("data/clean/cleaning.json")  # the switches, for cleaning prompts the same way
 METRICS = Path("metrics/corpus.json")
 PARAMS = {"lowercase": boolean, "ascii_punctuation": boolean, "strict": boolean}
 
@@ -24,10 +29,6 @@ END = re.compile(r"^\*{3}\s*END OF (?:THE|THIS) PROJECT GUTENBERG E-?BOOK\b.*$",
 CREDITS = re.compile(r"\A\s*(?:Produced by|This e-?text was (?:prepared|produced) by)\b.*?(?:\n\s*\n|\Z)",
                      re.IGNORECASE | re.DOTALL)
 TRAILER = re.compile(r"^\s*End of (?:the )?Project Gutenberg\b.*\s*\Z", re.IGNORECASE | re.MULTILINE)
-
-ASCII_PUNCTUATION = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"',
-                                   "\u2014": "--", "\u2013": "-", "\u2026": "...", "\u00a0": " "})
-
 
 class NoMarkers(ValueError):
     pass
@@ -50,12 +51,6 @@ def strip_gutenberg(text: str) -> str:
     body = text[start.end():end.start()]
     body = TRAILER.sub("", CREDITS.sub("", body, count=1), count=1)
     return body.strip()
-
-
-def clean(text: str, lowercase: bool, ascii_punctuation: bool) -> str:
-    if ascii_punctuation:
-        text = text.translate(ASCII_PUNCTUATION)
-    return text.lower() if lowercase else text
 
 
 def read_book(path: Path, strict: bool) -> str:
@@ -88,9 +83,10 @@ def main() -> None:
         if not book.strip():
             raise UserError(f"{path}: nothing is left between the START and END markers; is it the right book?")
         raw_chars += len(normalize_newlines(path.read_text(encoding="utf-8")))
-        books.append(clean(book, params["lowercase"], params["ascii_punctuation"]))
+        books.append(clean_text(book, params["lowercase"], params["ascii_punctuation"]))
     corpus = "\n\n".join(books) + "\n"
     write_text(CORPUS, corpus)
+    write_json(CLEANING, {k: params[k] for k in ("lowercase", "ascii_punctuation")})
     write_json(METRICS, {"books": len(books), "characters": len(corpus), "lines": corpus.count("\n"),
                          "characters_removed": raw_chars - sum(len(b) for b in books)})
 

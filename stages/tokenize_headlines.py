@@ -13,6 +13,7 @@ out of every real position's state and keeps the LSTM cuDNN-eligible; padded tar
 
 import hashlib
 import random
+import re
 import shutil
 import sys
 from collections import Counter
@@ -20,9 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
-from common import (MIRROR_HINT, UserError, atomic_dir, boolean, clean_headline, encode_words, fetch, fraction, id_dtype,
-                    integer, list_of, non_empty_string, optional, positive_int, read_params, run, with_mirror,
-                    write_json)
+from download import fetch, mirror_hint, refusal, with_mirror
+from errors import UserError, run
+from files import atomic_dir, write_json
+from params import boolean, fraction, integer, list_of, non_empty_string, optional, positive_int, read_params
+from text import clean_headline
+from vocab import encode_words, id_dtype
 
 OUT_DIR = Path("data/headlines")
 METRICS = Path("metrics/headlines.json")
@@ -75,6 +79,32 @@ def split_headlines(headlines: list[str], val_fraction: float, seed: int) -> tup
     return distinct[:-n_val], distinct[-n_val:]
 
 
+SEPARATORS = {";": "semicolons (';')", "\t": "tabs", "|": "vertical bars ('|')"}
+
+
+def not_comma_separated(path: Path, name: str) -> UserError | None:
+    """The error for a CSV whose header row is separated by ';', tab or '|' instead of commas."""
+    with open(path, encoding="utf-8", errors="replace", newline="") as f:
+        header = f.readline().lstrip("\ufeff").rstrip("\r\n")
+    found = [sep for sep in SEPARATORS if sep in header]
+    if "," in header or not found:
+        return None
+    return UserError(f"{name} separates its columns with {SEPARATORS[max(found, key=header.count)]}, not commas "
+                     f"(header row: {header[:80]!r}); re-save it as a comma-separated CSV")
+
+
+def parser_problem(err: Exception) -> str:
+    """pandas' ParserError, in a few words ("line 7 has 3 fields where the header has 1")."""
+    text = str(err).replace("Error tokenizing data. C error: ", "").strip()
+    if m := re.search(r"Expected (\d+) fields? in line (\d+), saw (\d+)", text):
+        expected, line, saw = m.groups()
+        return (f"line {line} has {saw} fields where the header has {expected}; put values that hold commas "
+                'in double quotes ("...")')
+    if m := re.search(r"EOF inside string starting at row (\d+)", text):
+        return f'a double quote opened near row {m.group(1)} is never closed; close it or double it ("")'
+    return (text.splitlines() or ["unknown parser error"])[0][:150]
+
+
 def read_headlines(path: Path, column: str, name: str) -> list[str]:
     """The column's values, as strings; errors name the file as the user gave it (`name`)."""
     import pandas as pd
@@ -86,19 +116,25 @@ def read_headlines(path: Path, column: str, name: str) -> list[str]:
     except pd.errors.EmptyDataError:
         raise UserError(f"{name} is empty: expected a CSV with a header row and a '{column}' column")
     except pd.errors.ParserError as err:
-        raise UserError(f"{name} is not a readable CSV ({err})")
+        raise not_comma_separated(path, name) or UserError(
+            f"{name} is not a readable CSV: {parser_problem(err)}") from None
     if column not in frame.columns:
-        raise UserError(f"{name} has no '{column}' column (columns: {', '.join(map(str, frame.columns))}); "
-                        "set tokenize-headlines.column")
+        raise not_comma_separated(path, name) or UserError(
+            f"{name} has no '{column}' column (columns: {', '.join(map(str, frame.columns))}); "
+            "set tokenize-headlines.column")
     return frame[column].tolist()
 
 
 def get_source(source: str, dest: Path) -> None:
-    """Copy or download the CSV to dest, with the same retries and mirror as the books."""
+    """Copy or download the CSV to dest, with the same retries and mirror as the books; an
+    empty file or an HTML page is refused, whichever way it came."""
     if source.startswith(("http://", "https://")):
         name = source.rsplit("/", 1)[-1] or "headlines.csv"
-        fetch(with_mirror([source], name), dest, "the headlines CSV", hint=MIRROR_HINT)
+        fetch(with_mirror([source], name), dest, "the headlines CSV", hint=mirror_hint(name))
     elif Path(source).is_file():
+        if reason := refusal(source):
+            raise UserError(f"{source} is {reason}: expected a CSV with a header row; check "
+                            "tokenize-headlines.source")
         shutil.copyfile(source, dest)
     else:
         raise UserError(f"params.yaml: tokenize-headlines.source = {source!r}: no such file; "

@@ -3,28 +3,41 @@
     python stages/train_lstm.py <branch>      # char (stage train-lstm) or headlines (train-lstm-headlines)
 
 Reads the branch's params section (named after its stage), training data and vocabulary;
-writes data/models/<branch>.keras and, through DVCLive, metrics/train/<branch>/metrics.json
+writes data/models/<branch>.keras (and <branch>.npz, its weights as NumPy arrays for the
+sampler, which then needs no TensorFlow) and, through DVCLive, metrics/train/<branch>/metrics.json
 (summary) and plots/ (loss per epoch). Losses are cross-entropy in nats per token (a char, or a
 word); bits = nats / ln 2; perplexity = e^nats. `distribute: mirrored` trains a copy of the model
 on every GPU with tf.distribute.MirroredStrategy, batch_size being the global batch.
 
-A run that is killed resumes: after every epoch, Keras' BackupAndRestore saves the weights,
-the optimizer state and the epoch counter to data/checkpoints/<branch>/ (beside DVCLive's log
-so far), and the next run continues from there, unless its params (other than epochs and
-patience) or its data differ, in which case it starts fresh and says why. The folder is
-removed once training has finished.
+A run that is killed resumes exactly: it ends with the weights, best_val_loss, best_epoch and
+epochs_run the uninterrupted run would have had. After every epoch, Keras' BackupAndRestore
+saves the weights, the optimizer state and the epoch counter to data/checkpoints/<branch>/,
+beside DVCLive's log of every epoch's losses and, whenever validation improves, the best
+weights so far (best.npz). The next run rebuilds early stopping from that log (best loss, its
+epoch, the epochs since), and draws each epoch's order and dropout masks from (seed, epoch)
+alone, so the epochs after the kill are the ones the uninterrupted run trained. A checkpoint
+of a run that had already finished (patience ran out, or `epochs` reached, even lowered since)
+only saves its best model. A run starts fresh, and says why, when its params (other than
+epochs and patience) or its data differ from the checkpoint's, or the checkpoint lacks
+what an exact resume needs. The folder is removed once training has finished.
 """
 
+import csv
 import json
 import math
 import shutil
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
-from common import (UserError, atomic_dir, atomic_path, branch_spec, dropout_rate, integer, load_split, non_negative_int,
-                    one_of, positive_int, positive_number, read_params, read_vocab, run, sha256_file, write_json,
-                    write_text)
+import numpy as np
+
+from branches import branch_spec, load_split
+from errors import UserError, run
+from files import atomic_dir, atomic_path, sha256_file, write_json, write_npz, write_text
+from params import dropout_rate, integer, non_negative_int, one_of, positive_int, positive_number, read_params
+from vocab import read_vocab
 
 PARAMS = {"layers": positive_int, "units": positive_int, "embedding_dim": positive_int, "dropout": dropout_rate,
           "batch_size": positive_int, "epochs": positive_int, "learning_rate": positive_number,
@@ -47,14 +60,109 @@ def prepare_checkpoint(folder: Path, fingerprint: dict) -> tuple[int, str | None
         except (ValueError, KeyError):
             old, done = {}, 0
         if old == fingerprint and done:
-            return done, f"resuming the interrupted run after epoch {done} (from {folder})"
-        changed = sorted(k for part in ("params", "data") for k in fingerprint[part]
-                         if old.get(part, {}).get(k) != fingerprint[part][k])
-        note = f"starting fresh: the checkpoint in {folder} was made with a different {', '.join(changed) or 'state'}"
+            keep_logged_epochs(folder / "live", done)
+            missing = missing_for_resume(folder, done)
+            if not missing:
+                return done, f"resuming the interrupted run after epoch {done} (from {folder})"
+            note = f"starting fresh: the checkpoint in {folder} lacks {missing}"
+        else:
+            changed = sorted(k for part in ("params", "data") for k in fingerprint[part]
+                             if old.get(part, {}).get(k) != fingerprint[part][k])
+            note = (f"starting fresh: the checkpoint in {folder} was made with a different "
+                    f"{', '.join(changed) or 'state'}")
         shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)
     write_json(saved, fingerprint)
     return 0, note
+
+
+def missing_for_resume(folder: Path, done: int) -> str | None:
+    """What, if anything, the checkpoint of `done` epochs in `folder` lacks to resume exactly: a
+    logged validation loss for each epoch, and the best epoch's weights, unless that epoch is
+    the last (BackupAndRestore holds those)."""
+    try:
+        losses = logged_val_losses(folder / "live")
+    except UserError:
+        return "a log of one row per epoch"
+    if len(losses) != done:
+        return f"a logged validation loss for each of its {done} epochs"
+    best = early_stopping_state(losses, patience=0).epoch
+    if best < done - 1 and saved_best_weights(folder, best) is None:
+        return f"the weights of its best epoch ({best + 1})"
+    return None
+
+
+class Best(NamedTuple):
+    loss: float | None  # the lowest validation loss so far (None before the first epoch)
+    epoch: int          # its epoch, counted from 0 as Keras does
+    wait: int           # epochs since then
+    stop: bool          # patience has run out: training is over
+
+
+def early_stopping_state(val_losses: list[float], patience: int) -> Best:
+    """What keras.callbacks.EarlyStopping (min_delta 0) knows after the epochs with these
+    validation losses: a resumed run rebuilds it from the log, so patience keeps counting from
+    the best epoch before the kill instead of restarting. `patience` 0 never stops early."""
+    best, best_epoch, wait = None, 0, 0
+    for epoch, loss in enumerate(val_losses):
+        wait += 1  # as Keras counts: every epoch, reset by an improvement
+        if best is None or loss < best:  # the first epoch always improves, as in Keras
+            best, best_epoch, wait = loss, epoch, 0
+    return Best(best, best_epoch, wait, patience > 0 and wait >= patience)
+
+
+def logged_val_losses(live_dir: Path) -> list[float]:
+    """Every epoch's validation loss in DVCLive's log, in order. DVCLive writes repr() of the
+    float Keras reports, so these are the exact values EarlyStopping compared."""
+    log = live_dir / "plots" / "metrics" / "eval" / "loss.tsv"
+    if not log.exists():
+        return []
+    with open(log, newline="") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    if [row["step"] for row in rows] != [str(i) for i in range(len(rows))]:
+        raise UserError(f"{log} does not hold one row per epoch in order; remove {live_dir.parent} to start fresh")
+    return [float(row["loss"]) for row in rows]
+
+
+BEST_WEIGHTS = "best.npz"
+
+
+def save_best_weights(folder: Path, epoch: int, weights: list) -> None:
+    write_npz(folder / BEST_WEIGHTS, epoch=np.array(epoch), **{f"w{i}": w for i, w in enumerate(weights)})
+
+
+def saved_best_weights(folder: Path, epoch: int) -> list | None:
+    """The weights saved for `epoch` (model.get_weights() order), or None if best.npz holds another epoch."""
+    try:
+        with np.load(folder / BEST_WEIGHTS) as f:
+            if int(f["epoch"]) != epoch:
+                return None
+            return [f[f"w{i}"] for i in range(len(f.files) - 1)]
+    except FileNotFoundError:  # none yet (write_npz is atomic: the file is whole or absent)
+        return None
+
+
+def resumable_early_stopping(patience: int, folder: Path, done: int, so_far: Best) -> list:
+    """Keras' EarlyStopping carried across a kill, by a callback after it that saves the best
+    weights to `folder` whenever validation improves and, in a run resumed after `done` epochs,
+    gives EarlyStopping back the state (`so_far`) its on_train_begin has just reset. List them
+    after BackupAndRestore: it saves an epoch before these save its weights as the best, so a
+    best epoch missing from best.npz is the checkpoint's last, whose weights it loads first."""
+    import keras
+
+    stopper = keras.callbacks.EarlyStopping(patience=patience, restore_best_weights=True)
+
+    def restore(logs=None):
+        if done:
+            stopper.best, stopper.best_epoch, stopper.wait = so_far.loss, so_far.epoch, so_far.wait
+            saved = saved_best_weights(folder, so_far.epoch)
+            stopper.best_weights = saved if saved is not None else stopper.model.get_weights()
+
+    def keep(epoch, logs=None):
+        if stopper.best_epoch == epoch:  # this epoch improved on the best
+            save_best_weights(folder, epoch, stopper.best_weights)
+
+    return [stopper, keras.callbacks.LambdaCallback(on_train_begin=restore, on_epoch_end=keep)]
 
 
 def compiled_model(params: dict, vocab_size: int):
@@ -88,7 +196,7 @@ def main(branch: str = "char") -> None:
     import keras  # TensorFlow loads only once the inputs are known to be good
     from dvclive import Live
     from dvclive.keras import DVCLiveCallback
-    from lstm import device_and_kernel, split_dataset, targets_per_epoch
+    from lstm import EpochSeeds, device_and_kernel, sampler_weights, split_dataset, targets_per_epoch
 
     model, strategy = compiled_model(params, len(vocab["tokens"]))
     device, kernel = device_and_kernel(model, strategy)
@@ -109,31 +217,43 @@ def main(branch: str = "char") -> None:
     batch = params["batch_size"]
     live = Live(str(checkpoint / "live"), resume=bool(done), dvcyaml=False, save_dvc_exp=False)
     if done:
-        keep_logged_epochs(checkpoint / "live", done)
         live.step = done  # the next epoch's row; DVCLive's own guess is off by one after epoch 1
+    so_far = early_stopping_state(logged_val_losses(checkpoint / "live"), params["patience"])
+    over = so_far.stop or done >= params["epochs"]
+    if done and over:
+        why = f"patience {params['patience']} ran out" if so_far.stop else f"epochs: {params['epochs']} reached"
+        print(f"the interrupted run had finished ({why}); keeping its best epoch, {so_far.epoch + 1}", file=sys.stderr)
+    examples = len(train["rows"] if "rows" in train else train["starts"])
     started = time.monotonic()
-    history = model.fit(
-        split_dataset(train, vocab, batch, shuffle_seed=params["seed"] + done),
+    model.fit(
+        # Epochs from `done` on, each in the order the uninterrupted run gave it.
+        split_dataset(train, vocab, batch, shuffle_seed=params["seed"], first_epoch=done),
+        steps_per_epoch=math.ceil(examples / batch),
         validation_data=split_dataset(val, vocab, batch),
-        epochs=params["epochs"], verbose=2, shuffle=False,  # the dataset shuffles itself
+        # A run that is over trains no epoch; the callbacks still load its best weights.
+        epochs=done if over else params["epochs"], verbose=2, shuffle=False,  # the dataset shuffles itself
         # DVCLive logs an epoch before BackupAndRestore records it: a run killed in between has
         # logged one epoch too many, which keep_logged_epochs drops, never one too few.
         callbacks=[DVCLiveCallback(live=live),
                    keras.callbacks.BackupAndRestore(str(checkpoint / "backup"), double_checkpoint=True,
                                                     delete_checkpoint=False),
-                   keras.callbacks.EarlyStopping(patience=params["patience"] or params["epochs"],
-                                                 restore_best_weights=True)])
+                   EpochSeeds(),
+                   *resumable_early_stopping(params["patience"] or params["epochs"], checkpoint, done, so_far)])
     seconds = time.monotonic() - started
-    val_losses = history.history["val_loss"]
-    best = min(val_losses)
+    # The scores come from the log of every epoch, before and after a resume.
+    val_losses = logged_val_losses(checkpoint / "live")
+    final = early_stopping_state(val_losses, params["patience"])
+    best = final.loss
     if not math.isfinite(best):
         raise UserError(f"training diverged (validation loss {best}); lower {spec['train_stage']}.learning_rate")
     with atomic_path(spec["model"], suffix=".keras") as tmp:
         model.save(tmp)  # the best epoch's weights: EarlyStopping restored them
+    write_npz(spec["weights"], **sampler_weights(model))
+    ran = len(val_losses) - done
     summary = {"best_val_loss": best, f"best_val_bits_per_{unit}": best / math.log(2),
-               "best_val_perplexity": math.exp(best), "best_epoch": done + val_losses.index(best) + 1,
-               "epochs_run": done + len(val_losses), "resumed_after_epoch": done, "train_seconds": round(seconds, 1),
-               "tokens_per_second": round(len(val_losses) * targets_per_epoch(train, vocab) / seconds),
+               "best_val_perplexity": math.exp(best), "best_epoch": final.epoch + 1,
+               "epochs_run": len(val_losses), "resumed_after_epoch": done, "train_seconds": round(seconds, 1),
+               "tokens_per_second": round(ran * targets_per_epoch(train, vocab) / seconds) if ran else 0,
                "device": device, "replicas": strategy.num_replicas_in_sync, "lstm_kernel": kernel}
     for name, value in summary.items():
         live.log_metric(name, value, plot=False)

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from common import UserError, fraction, positive_int, read_params, run, write_npz
+from errors import UserError, run
+from files import write_npz
+from params import fraction, positive_int, read_params
 
 IDS = Path("data/vocab/ids.npy")
 OUT = {"train": Path("data/windows/train.npz"), "val": Path("data/windows/val.npz")}

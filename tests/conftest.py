@@ -59,8 +59,9 @@ def gutenberg_file(body: str, title: str = "A TEST BOOK", legacy: bool = False) 
 
 class Server:
     """Serves `files` (path → bytes) and scripted `faults` (path → list of responses, used in
-    order, each: an int status, "html", "stall" (answer nothing for 3 s), or ("drop", n): send
-    n bytes of a longer promised body).
+    order, each: an int status, "html", "html-body" (an HTML page sent as text/plain), "stall"
+    (answer nothing for 3 s), ("drop", n): send n bytes of a longer promised body, or
+    ("retry-after", s): 503 with Retry-After: s).
     Counts requests per path."""
 
     def __init__(self):
@@ -81,6 +82,14 @@ class Server:
                     self.send_error(fault)
                 elif fault == "html":
                     self._send(b"<!DOCTYPE html><html><body>Please log in</body></html>", "text/html; charset=utf-8")
+                elif fault == "html-body":
+                    self._send(b"\xef\xbb\xbf\r\n  <!doctype HTML>\n<html><body>Moved</body></html>\n",
+                               "text/plain; charset=utf-8")
+                elif isinstance(fault, tuple) and fault[0] == "retry-after":
+                    self.send_response(503)
+                    self.send_header("Retry-After", str(fault[1]))
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
                 elif isinstance(fault, tuple):  # promise the whole body, send part, hang up
                     self.send_response(200)
                     self.send_header("Content-Type", "text/plain; charset=utf-8")
@@ -155,10 +164,11 @@ def in_tmp(tmp_path, monkeypatch) -> Path:
 
 
 def headlines_csv(n: int = 300, seed: int = 0) -> bytes:
-    """Made-up headlines in the tutorial's one-column CSV, with "Unknown" rows among them."""
+    """Made-up headlines in the tutorial's one-column CSV, with "Unknown" rows among them (and
+    "New York" in some, for the README's example)."""
     rng = random.Random(seed)
-    rows = ["Unknown" if i % 10 == 0 else " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 9))).title()
-            for i in range(n)]
+    rows = ["Unknown" if i % 10 == 0 else ("New York " if i % 7 == 0 else "")
+            + " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 9))).title() for i in range(n)]
     return ("headline\r\n" + "\r\n".join(rows) + "\r\n").encode("utf-8")
 
 

@@ -4,6 +4,7 @@ and loop, and the held-out windows both methods are scored on."""
 import numpy as np
 
 import lstm
+from sampling import Stepper
 import training
 import tutorial
 
@@ -22,7 +23,7 @@ def test_the_tutorial_loop_predicts_from_the_window_as_our_stepper_does():
     model = lstm.build_model(vocab_size=12, embedding_dim=4, units=8, layers=1, dropout=0.0)
     seed = [3, 1, 4, 1, 5]
     looped = tutorial.generate(model, seed, 3, scale=None)
-    stepper = lstm.Stepper(model)
+    stepper = Stepper(lstm.sampler_weights(model))
     state = stepper.initial_state(1)
     for token in seed:
         logits, state = stepper.step(np.array([token]), state)

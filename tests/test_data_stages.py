@@ -7,11 +7,14 @@ import sys
 import numpy as np
 import pytest
 
-import common
+import files
+import params
+import vocab as vocabulary
 import encode_vocab
 import strip_boilerplate
 import window
-from common import UserError
+from errors import UserError
+from text import clean_text
 from conftest import ROOT, book_body, gutenberg_file, write_params
 
 
@@ -33,8 +36,8 @@ def test_strip_without_markers_names_what_is_missing():
 
 def test_clean_lowercases_and_folds_punctuation():
     text = "\u201cOh\u2014dear\u2019s\u2026\u201d"
-    assert strip_boilerplate.clean(text, lowercase=True, ascii_punctuation=True) == "\"oh--dear's...\""
-    assert strip_boilerplate.clean(text, lowercase=False, ascii_punctuation=False) == text
+    assert clean_text(text, lowercase=True, ascii_punctuation=True) == "\"oh--dear's...\""
+    assert clean_text(text, lowercase=False, ascii_punctuation=False) == text
 
 
 def stage_dir(tmp, books: dict, **params):
@@ -103,23 +106,23 @@ def test_real_alice_keeps_exactly_the_book(name, opening, corpora, server, in_tm
 
 def test_vocab_round_trips_and_is_compact():
     text = "hello, world\n"
-    vocab = common.build_char_vocab(text)
+    vocab = vocabulary.build_char_vocab(text)
     assert vocab == {"unit": "char", "tokens": sorted(set(text)), "unknown": None}
-    ids = common.encode_chars(text, vocab)
+    ids = vocabulary.encode_chars(text, vocab)
     assert ids.dtype == np.uint8
-    assert common.decode_chars(ids, vocab) == text
+    assert vocabulary.decode_chars(ids, vocab) == text
 
 
 def test_rare_characters_map_to_unknown():
-    vocab = common.build_char_vocab("aaabbbc", min_count=2)
-    assert vocab == {"unit": "char", "tokens": ["a", "b", common.UNKNOWN_CHAR], "unknown": common.UNKNOWN_CHAR}
-    assert common.decode_chars(common.encode_chars("abcz", vocab), vocab) == "ab" + common.UNKNOWN_CHAR * 2
+    vocab = vocabulary.build_char_vocab("aaabbbc", min_count=2)
+    assert vocab == {"unit": "char", "tokens": ["a", "b", vocabulary.UNKNOWN_CHAR], "unknown": vocabulary.UNKNOWN_CHAR}
+    assert vocabulary.decode_chars(vocabulary.encode_chars("abcz", vocab), vocab) == "ab" + vocabulary.UNKNOWN_CHAR * 2
 
 
 def test_characters_outside_a_closed_vocabulary_are_named():
-    vocab = common.build_char_vocab("abc")
+    vocab = vocabulary.build_char_vocab("abc")
     with pytest.raises(UserError, match=r"seed has characters outside the vocabulary: 'X', 'Z'"):
-        common.encode_chars("aXbZ", vocab, "seed")
+        vocabulary.encode_chars("aXbZ", vocab, "seed")
 
 
 def test_encode_stage_refuses_an_empty_corpus(in_tmp):
@@ -156,7 +159,7 @@ def test_seq_length_must_be_smaller_than_the_text(seq_length, val_fraction, part
 def test_params_problems_are_listed_one_per_line(in_tmp):
     write_params(in_tmp, window={"seq_length": 0, "step": "ten", "val_fracton": 0.1})
     with pytest.raises(UserError) as err:
-        common.read_params("window", window.PARAMS)
+        params.read_params("window", window.PARAMS)
     lines = str(err.value).splitlines()
     assert "params.yaml: window.val_fracton is not a known param (did you mean 'val_fraction'?)" in lines
     assert "params.yaml: window.seq_length = 0 must be a whole number > 0" in lines
@@ -192,9 +195,9 @@ def test_train_params_are_checked_before_tensorflow_loads(in_tmp):
 
 def test_an_interrupted_write_leaves_the_previous_file_and_no_partial(tmp_path):
     target = tmp_path / "out/corpus.txt"
-    common.write_text(target, "complete")
+    files.write_text(target, "complete")
     with pytest.raises(RuntimeError):
-        with common.atomic_path(target) as tmp:
+        with files.atomic_path(target) as tmp:
             tmp.write_text("half")
             raise RuntimeError("killed")
     assert target.read_text() == "complete"
@@ -203,7 +206,7 @@ def test_an_interrupted_write_leaves_the_previous_file_and_no_partial(tmp_path):
 
 def test_an_interrupted_directory_leaves_nothing(tmp_path):
     with pytest.raises(RuntimeError):
-        with common.atomic_dir(tmp_path / "raw") as tmp:
+        with files.atomic_dir(tmp_path / "raw") as tmp:
             (tmp / "pg1.txt").write_text("half")
             raise RuntimeError("killed")
     assert list(tmp_path.iterdir()) == []

@@ -2,12 +2,17 @@
 
 import hashlib
 import json
+import re
 import socket
+import time
+from pathlib import Path
 
 import pytest
 
+import download
 import download_gutenberg
-from common import UserError, fetch
+from download import fetch
+from errors import UserError
 from conftest import book_body, gutenberg_file, write_params
 
 BOOK = gutenberg_file(book_body(500))
@@ -108,3 +113,173 @@ def test_mirror_templates_need_an_id(server, in_tmp):
     write_params(in_tmp, download_gutenberg={"mirrors": [server.url + "/book.txt"]})
     with pytest.raises(UserError, match=r"download-gutenberg.mirrors entries need an \{id\} placeholder"):
         download_gutenberg.main()
+
+
+# --- what is not a book, from any source ------------------------------------------------------
+
+def test_an_html_body_is_refused_whatever_its_content_type_from_every_source(server, in_tmp, monkeypatch):
+    """An HTML page sent as text/plain (BOM, blank line, lower-case doctype), or lying in a mirror
+    directory, is refused; the next source is tried; a refused body is never written."""
+    mirror = in_tmp / "mirror"
+    mirror.mkdir()
+    (mirror / "pg1.txt").write_bytes(b"\n<HTML><head><title>404</title></head></html>\n")
+    server.files["/a/pg1.txt"] = server.files["/b/pg1.txt"] = BOOK
+    server.faults["/a/pg1.txt"] = ["html-body"]
+    params_for(in_tmp, server, paths=("/a/pg{id}.txt", "/b/pg{id}.txt"))
+    monkeypatch.setenv("GUTENBERG_MIRROR", str(mirror))
+    download_gutenberg.main()
+    assert (in_tmp / "data/raw/pg1.txt").read_bytes() == BOOK
+    assert server.hits == {"/a/pg1.txt": 1, "/b/pg1.txt": 1}  # the HTML page was not retried
+    dest = in_tmp / "out" / "pg1.txt"
+    server.faults["/a/pg1.txt"] = ["html-body"]
+    with pytest.raises(UserError) as err:
+        fetch([str(mirror / "pg1.txt"), server.url + "/a/pg1.txt"], dest, "book 1")
+    assert f"{mirror / 'pg1.txt'}: an HTML page, not a plain-text file" in str(err.value)
+    assert f"{server.url}/a/pg1.txt: served an HTML page, not a plain-text file" in str(err.value)
+    assert list((in_tmp / "out").iterdir()) == []  # no file, no temporary
+
+
+def test_an_empty_file_is_refused_at_download_by_name(server, in_tmp, monkeypatch):
+    mirror = in_tmp / "mirror"
+    mirror.mkdir()
+    (mirror / "pg1.txt").write_bytes(b"")
+    server.files["/a/pg1.txt"] = b"\xef\xbb\xbf \r\n"
+    params_for(in_tmp, server, paths=("/a/pg{id}.txt",))
+    monkeypatch.setenv("GUTENBERG_MIRROR", str(mirror))
+    with pytest.raises(UserError) as err:
+        download_gutenberg.main()
+    assert f"{mirror / 'pg1.txt'}: an empty file (0 bytes)" in str(err.value)
+    assert f"{server.url}/a/pg1.txt: served an empty file (only whitespace)" in str(err.value)
+    assert "marker" not in str(err.value)
+    assert server.hits == {"/a/pg1.txt": 1}
+    assert not (in_tmp / "data/raw").exists() and list((in_tmp / "data").iterdir()) == []
+    server.files["/b/pg1.txt"] = BOOK  # and with one more mirror, that one is used
+    params_for(in_tmp, server, paths=("/a/pg{id}.txt", "/b/pg{id}.txt"))
+    download_gutenberg.main()
+    assert (in_tmp / "data/raw/pg1.txt").read_bytes() == BOOK
+
+
+@pytest.mark.parametrize("what", ["missing", "a file"])
+def test_a_gutenberg_mirror_directory_that_is_not_there_is_reported_at_once(what, server, in_tmp, monkeypatch):
+    server.files["/pg1.txt"] = BOOK
+    params_for(in_tmp, server)
+    mirror = in_tmp / "books"
+    if what == "a file":
+        mirror.write_text("not a directory")
+    monkeypatch.setenv("GUTENBERG_MIRROR", str(mirror))
+    problem = "is a file, not a directory" if what == "a file" else "does not exist"
+    with pytest.raises(UserError, match=rf"^GUTENBERG_MIRROR is set to {re.escape(str(mirror))}, which {problem}: "
+                                        r"point it at a directory"):
+        download_gutenberg.main()
+    assert server.hits == {}  # nothing was downloaded before the error
+    assert not (in_tmp / "data/raw").exists()
+    monkeypatch.setenv("GUTENBERG_MIRROR", "books")  # relative: the message shows where it looked
+    with pytest.raises(UserError, match=rf"GUTENBERG_MIRROR is set to books \({re.escape(str(in_tmp / 'books'))}\)"):
+        download_gutenberg.main()
+
+
+@pytest.mark.parametrize("kind", ["unset", "directory", "url template", "http directory"])
+def test_the_final_hint_says_what_gutenberg_mirror_points_at(kind, server, in_tmp, monkeypatch):
+    params_for(in_tmp, server)
+    mirror = in_tmp / "mirror"
+    mirror.mkdir()
+    value = {"unset": None, "directory": str(mirror), "url template": server.url + "/m/{id}.txt",
+             "http directory": server.url + "/m"}[kind]
+    if value:
+        monkeypatch.setenv("GUTENBERG_MIRROR", value)
+    with pytest.raises(UserError) as err:
+        download_gutenberg.main()
+    hint = str(err.value).splitlines()[-1]
+    if kind == "unset":
+        assert hint == download.MIRROR_HINT and "set GUTENBERG_MIRROR" in hint
+    else:
+        tried = {"directory": f"{mirror}/pg1.txt", "url template": f"{server.url}/m/1.txt",
+                 "http directory": f"{server.url}/m/pg1.txt"}[kind]
+        assert hint == (f"GUTENBERG_MIRROR is set to {value} and was tried first (as {tried}): check that it holds "
+                        "pg1.txt, and check the network.")
+        assert "set GUTENBERG_MIRROR" not in str(err.value)
+
+
+def test_a_book_template_in_gutenberg_mirror_is_named_when_it_does_not_apply(server, in_tmp, monkeypatch):
+    monkeypatch.setenv("GUTENBERG_MIRROR", server.url + "/m/{id}.txt")
+    with pytest.raises(UserError) as err:
+        fetch(download.with_mirror([server.url + "/h.csv"], "h.csv"), in_tmp / "h.csv", "the headlines CSV",
+              hint=download.mirror_hint("h.csv"))
+    assert str(err.value).endswith(f"GUTENBERG_MIRROR is set to {server.url}/m/{{id}}.txt, a template for books, "
+                                   "so it was not used for h.csv. Check the network, or point GUTENBERG_MIRROR at "
+                                   "a directory (local or http) holding h.csv.")
+
+
+# --- retries: urllib3's Retry, short lines, no retry for names that do not resolve -----------
+
+def retry_lines(capsys) -> list[str]:
+    return [line for line in capsys.readouterr().err.splitlines() if "retrying" in line]
+
+
+def test_a_host_name_that_does_not_resolve_is_not_retried(server, tmp_path, monkeypatch, capsys):
+    lookups = []
+    real_getaddrinfo = socket.getaddrinfo
+
+    def getaddrinfo(host, *args, **kwargs):
+        lookups.append(host)
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    server.files["/pg1.txt"] = BOOK
+    started = time.monotonic()
+    url = "http://nonexistent.invalid/pg1.txt"
+    assert fetch([url, server.url + "/pg1.txt"], tmp_path / "pg1.txt", "book 1", backoff=1) == server.url + "/pg1.txt"
+    assert lookups.count("nonexistent.invalid") == 1  # one attempt: no retry would wait 0 + 2 + 4 s
+    assert time.monotonic() - started < 1.5
+    assert retry_lines(capsys) == []
+    with pytest.raises(UserError) as err:
+        fetch([url], tmp_path / "pg2.txt", "book 2", backoff=1)
+    assert str(err.value) == (f"could not download book 2; tried:\n  {url}: NameResolutionError: nonexistent.invalid "
+                              "does not resolve (Name or service not known); not retried")
+    assert lookups.count("nonexistent.invalid") == 2 and retry_lines(capsys) == []
+
+
+def test_retry_lines_are_one_short_line_each(server, tmp_path, capsys):
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(UserError):
+        fetch([f"http://127.0.0.1:{port}/pg9.txt"], tmp_path / "pg9.txt", "book 9", attempts=3, backoff=0)
+    server.files["/pg1.txt"] = BOOK
+    server.faults["/pg1.txt"] = [500, ("drop", 10), "stall"]
+    fetch([server.url + "/pg1.txt"], tmp_path / "pg1.txt", "book 1", timeout=0.5, backoff=0)
+    assert retry_lines(capsys) == [
+        f"book 9: http://127.0.0.1:{port}/pg9.txt: ConnectionError: could not connect (Connection refused); "
+        "retrying in 0s (attempt 2 of 3)",
+        f"book 9: http://127.0.0.1:{port}/pg9.txt: ConnectionError: could not connect (Connection refused); "
+        "retrying in 0s (attempt 3 of 3)",
+        f"book 1: {server.url}/pg1.txt: HTTP 500; retrying in 0s (attempt 2 of 4)",
+        f"book 1: {server.url}/pg1.txt: ConnectionError: connection dropped after 10 bytes, {len(BOOK) - 10:,} short; "
+        "retrying in 0s (attempt 3 of 4)",
+        f"book 1: {server.url}/pg1.txt: ReadTimeout: no answer within 0.5s; retrying in 0s (attempt 4 of 4)",
+    ]
+    assert server.hits["/pg1.txt"] == 4 and (tmp_path / "pg1.txt").read_bytes() == BOOK
+
+
+def test_backoff_doubles_and_retry_after_is_obeyed(server, tmp_path, capsys):
+    server.files["/pg1.txt"] = BOOK
+    server.faults["/pg1.txt"] = [503, 502, ("retry-after", 1)]
+    started = time.monotonic()
+    fetch([server.url + "/pg1.txt"], tmp_path / "pg1.txt", "book 1", backoff=0.1)
+    assert time.monotonic() - started >= 1.2  # 0 s, then 0.2 s, then the 1 s the server asked for
+    assert [line.split("; ")[-1] for line in retry_lines(capsys)] == [
+        "retrying in 0s (attempt 2 of 4)", "retrying in 0.2s (attempt 3 of 4)",
+        "retrying in 1s (Retry-After) (attempt 4 of 4)"]
+    assert server.hits["/pg1.txt"] == 4
+    server.faults["/pg1.txt"] = [503, ("retry-after", 0)]
+    with pytest.raises(UserError, match=r"pg1.txt: HTTP 503 Service Unavailable \(after 2 attempts\)$"):
+        fetch([server.url + "/pg1.txt"], tmp_path / "again.txt", "book 1", attempts=2, backoff=0)
+    assert not (tmp_path / "again.txt").exists()
+
+
+def test_fetch_retries_through_urllib3_retry():
+    """The retry policy is urllib3's Retry, mounted on a requests session, not a loop of our own."""
+    from urllib3.util.retry import Retry
+    assert issubclass(download._retry_class(), Retry)
+    source = Path(download.__file__).read_text(encoding="utf-8")
+    assert "HTTPAdapter(max_retries=" in source and "time.sleep" not in source

@@ -11,10 +11,14 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-import common
+import branches
+import download
+import files
+import vocab as vocabulary
 import strip_boilerplate
 import tokenize_headlines as th
-from common import UserError
+from errors import UserError
+from text import clean_headline
 from conftest import ROOT, TINY, book_body, gutenberg_file, headlines_csv, write_params
 
 # --- corrupt or mismatched artifacts ----------------------------------------------------------
@@ -22,20 +26,20 @@ from conftest import ROOT, TINY, book_body, gutenberg_file, headlines_csv, write
 
 def test_a_truncated_array_is_named_with_its_fix(tmp_path):
     path = tmp_path / "train.npz"
-    common.write_npz(path, tokens=np.arange(100, dtype=np.uint8), starts=np.arange(0, 80, 10),
+    files.write_npz(path, tokens=np.arange(100, dtype=np.uint8), starts=np.arange(0, 80, 10),
                      seq_length=np.int64(10))
     vocab = {"tokens": [chr(i) for i in range(100)]}
-    assert common.load_split(path, vocab, "window")["seq_length"] == 10
+    assert branches.load_split(path, vocab, "window")["seq_length"] == 10
     path.write_bytes(path.read_bytes()[:150])
     with pytest.raises(UserError, match=rf"cannot read {path} .*run `dvc checkout {path}` or `dvc repro -f window`"):
-        common.load_split(path, vocab, "window")
+        branches.load_split(path, vocab, "window")
 
 
 def test_arrays_from_another_vocabulary_are_refused(tmp_path):
     path = tmp_path / "val.npz"
-    common.write_npz(path, tokens=np.arange(60, dtype=np.uint8), starts=np.array([0]), seq_length=np.int64(10))
+    files.write_npz(path, tokens=np.arange(60, dtype=np.uint8), starts=np.array([0]), seq_length=np.int64(10))
     with pytest.raises(UserError, match=r"token ids beyond the vocabulary's 40 tokens.*dvc repro -f window"):
-        common.load_split(path, {"tokens": ["x"] * 40}, "window")
+        branches.load_split(path, {"tokens": ["x"] * 40}, "window")
 
 
 def test_models_that_fail_to_load_or_carry_code_are_refused(tmp_path):
@@ -60,7 +64,7 @@ def test_a_stalled_download_times_out_and_leaves_nothing(server, tmp_path):
     server.faults["/pg1.txt"] = ["stall", "stall"]
     started = time.monotonic()
     with pytest.raises(UserError, match=r"pg1.txt: (ReadTimeout|ConnectionError).*\(after 2 attempts\)"):
-        common.fetch([server.url + "/pg1.txt"], tmp_path / "pg1.txt", "book 1", attempts=2, timeout=0.5, backoff=0)
+        download.fetch([server.url + "/pg1.txt"], tmp_path / "pg1.txt", "book 1", attempts=2, timeout=0.5, backoff=0)
     assert time.monotonic() - started < 10
     assert list(tmp_path.iterdir()) == []
 
@@ -125,15 +129,15 @@ def test_stripping_never_keeps_markers_or_license_and_is_idempotent(body, legacy
 @settings(max_examples=200, deadline=None)
 @given(text=st.text(min_size=1, max_size=200), extra=st.text(max_size=20))
 def test_encode_decode_round_trips_over_the_vocabulary(text, extra):
-    vocab = common.build_char_vocab(text + extra)
-    assert common.decode_chars(common.encode_chars(text, vocab), vocab) == text
+    vocab = vocabulary.build_char_vocab(text + extra)
+    assert vocabulary.decode_chars(vocabulary.encode_chars(text, vocab), vocab) == text
 
 
 @settings(max_examples=300, deadline=None)
 @given(raw=st.text(max_size=80), switches=st.fixed_dictionaries(
     {k: st.booleans() for k in ("repair_encoding", "ascii_fold", "lowercase", "strip_punctuation")}))
 def test_headline_cleaning_never_crashes_and_rows_are_never_empty(raw, switches):
-    cleaned, _ = common.clean_headline(raw, **switches)
+    cleaned, _ = clean_headline(raw, **switches)
     assert cleaned == cleaned.strip() and "  " not in cleaned
     if cleaned:  # the stage drops headlines that clean down to nothing; every other one gives a row
         words = [cleaned.split()]

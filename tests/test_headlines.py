@@ -2,12 +2,14 @@
 
 import hashlib
 import json
+import re
 
 import numpy as np
 import pytest
 
 import tokenize_headlines as th
-from common import UserError, clean_headline
+from errors import UserError
+from text import clean_headline
 from conftest import write_params
 
 CLEAN_ALL = {"repair_encoding": True, "ascii_fold": True, "lowercase": True, "strip_punctuation": True}
@@ -92,7 +94,9 @@ def test_local_path_and_offline_mirror(server, in_tmp, monkeypatch):
 
 @pytest.mark.parametrize("content, message", [
     (b"title,author\r\nA,B\r\n", r"x.csv has no 'headline' column \(columns: title, author\)"),
-    (b"", r"x.csv is empty: expected a CSV with a header row"),
+    (b"", r"x.csv is an empty file \(0 bytes\): expected a CSV with a header row"),
+    (b" \r\n\r\n", r"x.csv is an empty file \(only whitespace\)"),
+    (b"\xef\xbb\xbf<!DOCTYPE html>\n<html><body>Sign in</body></html>\n", r"x.csv is an HTML page"),
     (b"headline\r\n", r"no headlines left out of 0 rows"),
     (b"headline\r\nUnknown\r\nUnknown\r\n", r"no headlines left out of 2 rows"),
     (b"headline\r\nCaf\xe9\r\n", r"x.csv is not UTF-8"),
@@ -101,6 +105,45 @@ def test_bad_csvs_are_refused_by_name(in_tmp, content, message):
     (in_tmp / "x.csv").write_bytes(content)
     with pytest.raises(UserError, match=message):
         run_stage(in_tmp, "x.csv")
+    assert not (in_tmp / "data/headlines").exists()
+
+
+@pytest.mark.parametrize("sep, named", [(";", r"semicolons \(';'\)"), ("\t", "tabs"), ("|", r"vertical bars \('\|'\)")])
+@pytest.mark.parametrize("commas_in_rows", [False, True], ids=["one column", "a comma in a row"])
+def test_a_csv_separated_by_something_else_is_named_with_its_separator(in_tmp, sep, named, commas_in_rows):
+    # With commas in the rows, pandas fails to parse; without, it finds one column "headline;source".
+    rows = ["headline", "A Quiet Day", "Rain, Then Sun" if commas_in_rows else "Rain Then Sun", "Science Is Back"]
+    (in_tmp / "x.csv").write_bytes("\r\n".join(f"{row}{sep}nyt" for row in rows).encode())
+    with pytest.raises(UserError, match=rf"x.csv separates its columns with {named}, not commas \(header row: "
+                                        rf"{re.escape(repr('headline' + sep + 'nyt'))}\); re-save it as a "
+                                        r"comma-separated CSV") as err:
+        run_stage(in_tmp, "x.csv")
+    assert "tokenizing" not in str(err.value) and "C error" not in str(err.value)
+    assert not (in_tmp / "data/headlines").exists()
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"headline,source\r\nA b,x\r\nC d,x,y,z\r\n", r"x.csv is not a readable CSV: line 3 has 4 fields where the "
+                                                     r"header has 2; put values that hold commas in double quotes"),
+    (b'headline\r\n"A b\r\nC d\r\n', r"x.csv is not a readable CSV: a double quote opened near row \d+ is never "
+                                      r"closed"),
+])
+def test_a_malformed_csv_is_summarised_without_pandas_text(in_tmp, content, message):
+    (in_tmp / "x.csv").write_bytes(content)
+    with pytest.raises(UserError, match=message) as err:
+        run_stage(in_tmp, "x.csv")
+    assert "tokenizing" not in str(err.value) and "C error" not in str(err.value)
+
+
+@pytest.mark.parametrize("fault, reason", [("html-body", "served an HTML page"), ("html", "served an HTML page"),
+                                           (None, r"served an empty file \(0 bytes\)")])
+def test_a_served_html_page_or_empty_file_is_not_a_csv(server, in_tmp, fault, reason):
+    server.files["/h.csv"] = b"" if fault is None else CSV
+    server.faults["/h.csv"] = [fault] if fault else []
+    with pytest.raises(UserError, match=rf"could not download the headlines CSV; tried:\n  {server.url}/h.csv: "
+                                        rf"{reason}"):
+        run_stage(in_tmp, server.url + "/h.csv")
+    assert server.hits == {"/h.csv": 1}  # refused at once, not retried
     assert not (in_tmp / "data/headlines").exists()
 
 

@@ -1,13 +1,22 @@
 """Sampling speed at batch 1 on this machine: the tutorial's generation loop (`model.predict` on the
 whole 100-character window per character, argmax) against this project's sampler (one carried-state
-step per character, stages/sample.py's `generate`), on models of the same size. Speed does not
-depend on what a model has learnt, so the models are freshly initialised.
+step per character, stages/sampling.py's `generate`), on models of the same size; and the time
+from starting `python stages/generate.py PROMPT` on a terminal to its first generated character,
+with the default-size model. Speed does not depend on what a model has learnt, so the models are
+freshly initialised.
 
-    python benchmarks/sampling.py --out FILE.json
+    python benchmarks/sample_speed.py --out FILE.json
 """
 
 import argparse
+import json
+import os
+import pty
+import select
+import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -19,9 +28,9 @@ import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
 import lstm  # noqa: E402
+from sampling import Stepper, generate  # noqa: E402
 import tutorial  # noqa: E402
-from common import write_json  # noqa: E402
-from sample import generate  # noqa: E402
+from files import write_json  # noqa: E402
 
 VOCAB_SIZE = 49  # Alice, lowercased
 
@@ -31,6 +40,27 @@ def chars_per_second(run, n: int) -> float:
     started = time.monotonic()
     run(n)
     return n / (time.monotonic() - started)
+
+
+def seconds_to_first_char(project: Path, prompt: str = "alice") -> float:
+    """Start generate.py on a pseudo-terminal (so it streams, as for a person) and time the wait
+    until the first character after the prompt arrives."""
+    leader, follower = pty.openpty()
+    started = time.monotonic()
+    proc = subprocess.Popen([sys.executable, str(ROOT / "stages/generate.py"), prompt, "--length", "50"],
+                            cwd=project, stdin=subprocess.DEVNULL, stdout=follower, stderr=subprocess.PIPE)
+    os.close(follower)
+    seen = b""
+    while len(seen) <= len(prompt):
+        ready, _, _ = select.select([leader], [], [], 30)
+        if not ready:
+            proc.kill()
+            sys.exit(f"generate.py printed nothing in 30 s: {proc.stderr.read().decode()}")
+        seen += os.read(leader, 1024)
+    first = time.monotonic() - started
+    proc.wait()
+    os.close(leader)
+    return first
 
 
 def main() -> None:
@@ -52,7 +82,7 @@ def main() -> None:
              "chars_per_second": chars_per_second(lambda n: tutorial.generate(baseline, seed, n, VOCAB_SIZE),
                                                   args.tutorial_chars)}]
     for size, model in models.items():
-        stepper = lstm.Stepper(model)
+        stepper = Stepper(lstm.sampler_weights(model))
         tutorial_speed = chars_per_second(lambda n: tutorial.generate(model, seed, n, None), args.tutorial_chars)
         our_speed = chars_per_second(lambda n: generate(stepper, [np.array(seed)], n, 0.8, None, rng),
                                      args.our_chars)
@@ -61,7 +91,20 @@ def main() -> None:
                   "speedup_same_model": our_speed / tutorial_speed}]
     for row in rows:
         row.update({k: round(v, 1) for k, v in row.items() if isinstance(v, float)})
-    write_json(args.out, {"batch_size": 1, "rows": rows})
+
+    # generate.py as a person starts it, on the default-size model laid out as in a project
+    with tempfile.TemporaryDirectory() as project:
+        project = Path(project)
+        default = models[f"{train['layers']}x{train['units']}"]
+        (project / "data/models").mkdir(parents=True)
+        (project / "data/vocab").mkdir(parents=True)
+        np.savez(project / "data/models/char.npz", **lstm.sampler_weights(default))
+        tokens = sorted(set("abcdefghijklmnopqrstuvwxyz \n.,;:!?'\"-()[]*_0123456789"))[:VOCAB_SIZE]
+        (project / "data/vocab/chars.json").write_text(json.dumps({"unit": "char", "tokens": tokens, "unknown": None}))
+        starts = [seconds_to_first_char(project) for _ in range(5)]
+    write_json(args.out, {"batch_size": 1, "rows": rows,
+                          "generate_seconds_to_first_char": {"median": round(statistics.median(starts), 3),
+                                                             "max": round(max(starts), 3), "runs": len(starts)}})
 
 
 if __name__ == "__main__":

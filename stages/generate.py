@@ -1,0 +1,195 @@
+"""generate: text from a trained model, starting from your own prompt. Not a DVC stage: a command
+for people (like audit.py); it writes nothing that DVC tracks.
+
+    python stages/generate.py "alice was"                      # the char model in the workspace
+    python stages/generate.py --branch headlines "new york"    # a headline that starts so
+    python stages/generate.py                                  # from a validation window, as `sample` does
+    echo "the queen" | python stages/generate.py -             # the prompt from standard input
+    python stages/generate.py --interactive                    # a prompt per line, Ctrl-D ends
+    python stages/generate.py --rev v1 "alice"                 # a commit, branch, tag or `dvc exp` name
+    python stages/generate.py --repo ../teammate "alice"       # another clone's model, from its DVC remote
+    python stages/generate.py --json "alice"                   # the texts with their provenance
+
+The model is the weights train-lstm saved as NumPy arrays (data/models/<branch>.npz), run by the
+same sampler as the sample stage, so the same seed and settings give the same text, and nothing
+here imports TensorFlow: the first character appears a fraction of a second after the start.
+A prompt is cleaned as the training text was (lowercased, say); what the model still cannot read
+is refused by name. `generate()` does the same for Python code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import secrets
+import sys
+
+import numpy as np
+
+from branches import branch_spec
+from errors import UserError, run
+from sampling import Stepper, banned_ids, encode_prompt, generate as sample_rows, validation_seeds
+from vocab import decode_chars
+
+DEFAULT_LENGTH = {"char": 500, "headlines": 20}  # characters; words, if the headline has not ended
+
+
+class Model:
+    """A branch's model, vocabulary and validation text, read from the workspace, a revision or
+    another clone (through dvc.api, which fetches from the DVC remote what the cache lacks)."""
+
+    def __init__(self, branch: str = "char", rev: str | None = None, repo: str | None = None):
+        self.spec, self.rev, self.repo = branch_spec(branch), rev, repo
+        self.branch = branch
+        self.commit = None
+        if rev and not repo:
+            from audit import resolve_rev
+            self.commit = resolve_rev(rev)
+        self.stepper = Stepper(np.load(io.BytesIO(self._read(self.spec["weights"])), allow_pickle=False))
+        self.vocab = json.loads(self._read(self.spec["vocab"]))
+        if self.stepper.vocab_size != len(self.vocab["tokens"]):
+            raise UserError(f"{self.spec['weights']} predicts {self.stepper.vocab_size} tokens but {self.spec['vocab']} "
+                            f"has {len(self.vocab['tokens'])}{self._where()}: they come from different runs; "
+                            f"run `dvc repro {self.spec['train_stage']}`")
+        self._val = None
+
+    def _where(self) -> str:
+        return (f" in {self.repo}" if self.repo else "") + (f" at {self.rev}" if self.rev else "")
+
+    def _read(self, path) -> bytes:
+        from_workspace = not (self.rev or self.repo)
+        if from_workspace:
+            try:
+                return open(path, "rb").read()
+            except FileNotFoundError:
+                content = None
+        else:
+            from audit import read_bytes
+            content = read_bytes(str(path), self.commit or self.rev, self.repo)
+        if content is None:
+            what = "model" if path == self.spec["weights"] else "file"
+            fix = (f"run `dvc repro {self.spec['train_stage']}`, or `dvc pull` if it was pushed" if from_workspace
+                   else "train it there, or choose another --rev")
+            raise UserError(f"no {what} {path}{self._where() or ' in the workspace'}; {fix}")
+        return content
+
+    def validation_tokens(self) -> np.ndarray:
+        if self._val is None:
+            with np.load(io.BytesIO(self._read(self.spec["val"])), allow_pickle=False) as f:
+                self._val = f["tokens"] if "tokens" in f.files else f["rows"]
+        return self._val
+
+    def provenance(self) -> dict:
+        """What audit.py --json says of these weights: the params and data upstream, the score."""
+        from audit import audit_file
+        return audit_file(str(self.spec["weights"]), self.rev, self.repo)
+
+
+def check_settings(length: int, temperature: float, top_k, top_p, num: int) -> None:
+    problems = [f"--length {length} must be a whole number >= 1" if length < 1 else None,
+                f"--num {num} must be a whole number >= 1" if num < 1 else None,
+                f"--temperature {temperature} must be > 0" if not temperature > 0 else None,
+                f"--top-k {top_k} must be a whole number >= 1" if top_k is not None and top_k < 1 else None,
+                f"--top-p {top_p} must be > 0 and <= 1" if top_p is not None and not 0 < top_p <= 1 else None]
+    if any(problems):
+        raise UserError("; ".join(p for p in problems if p))
+
+
+def generate(prompt: str | None = None, *, model: Model | None = None, branch: str = "char", length: int | None = None,
+             num: int = 1, seed: int | None = None, temperature: float = 0.8, top_k: int | None = None,
+             top_p: float | None = None, rev: str | None = None, repo: str | None = None, seed_length: int = 100,
+             on_token=None) -> list[str]:
+    """`num` texts from the model of `branch` (loaded here unless `model` is given), each the
+    prompt followed by what the model wrote. No prompt: each starts from a window of the
+    validation text (char; `seed_length` long) or a validation headline's first word, chosen by
+    `seed`, as the sample stage chooses them. `on_token(text)` receives the first text as it
+    grows: its prompt, then each token as it is drawn."""
+    model = model or Model(branch, rev, repo)
+    branch, vocab, tokens = model.branch, model.vocab, model.vocab["tokens"]
+    length = DEFAULT_LENGTH[branch] if length is None else length
+    check_settings(length, temperature, top_k, top_p, num)
+    rng = np.random.default_rng(seed)
+    if prompt is not None:
+        seeds = [encode_prompt(prompt, vocab, "the prompt")] * num
+    elif branch == "char":
+        seeds = [ids for _, ids in validation_seeds(model.validation_tokens(), seed_length, num, rng)]
+    else:  # the first word of a validation headline: the model has no start-of-headline token
+        rows = model.validation_tokens()
+        seeds = [rows[i, :1] for i in rng.integers(0, len(rows), size=num)]
+    end_id = tokens.index(vocab["end"]) if vocab.get("end") else None
+    words = vocab["unit"] == "word"
+    decode = (lambda ids: " ".join(tokens[i] for i in ids)) if words else (lambda ids: decode_chars(ids, vocab))
+    stream = None
+    if on_token:
+        on_token(decode(seeds[0]))
+
+        def stream(step_tokens):
+            token = int(step_tokens[0])
+            if token != end_id and not stream.ended:
+                on_token((" " if words else "") + tokens[token])
+            stream.ended = stream.ended or token == end_id
+        stream.ended = False
+    rows = sample_rows(model.stepper, seeds, length, temperature, top_k, rng, end_id=end_id, top_p=top_p,
+                       banned=banned_ids(vocab), on_token=stream)
+    return [decode([*s, *row]) for s, row in zip(seeds, rows)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="examples:\n" + __doc__.split("\n\n")[1])
+    parser.add_argument("prompt", nargs="?", help="text to start from; '-' reads it from standard input; "
+                                                  "none: a validation window, as the sample stage does")
+    parser.add_argument("--branch", default="char", help="char (default) or headlines")
+    parser.add_argument("--length", type=int, help="tokens to generate (char: characters, default 500; "
+                                                    "headlines: words, default 20, stopping where the headline ends)")
+    parser.add_argument("--num", type=int, default=1, help="how many texts (default 1)")
+    parser.add_argument("--seed", type=int, help="random seed: the same seed and settings give the same text "
+                                                 "(default: a fresh one, shown by --json)")
+    parser.add_argument("--temperature", type=float, default=0.8, help="below 1: safer text; above 1: wilder "
+                                                                        "(default 0.8)")
+    parser.add_argument("--top-k", type=int, help="draw only from the k most likely tokens")
+    parser.add_argument("--top-p", type=float, help="nucleus sampling: draw only from the most likely tokens "
+                                                    "whose probability together reaches p")
+    parser.add_argument("--rev", help="the model of a git commit, branch, tag or `dvc exp` experiment name "
+                                      "(read with dvc.api; the workspace is untouched)")
+    parser.add_argument("--repo", help="another clone of this project (a path or git URL): its model, fetched "
+                                       "from its DVC remote")
+    parser.add_argument("--json", action="store_true", help="print the texts with their provenance as JSON")
+    parser.add_argument("--interactive", action="store_true", help="read one prompt per line; Ctrl-D ends")
+    args = parser.parse_args()
+    seed = args.seed if args.seed is not None else secrets.randbits(32)
+    settings = {"length": args.length, "num": args.num, "temperature": args.temperature, "top_k": args.top_k,
+                "top_p": args.top_p}
+    check_settings(1 if args.length is None else args.length, args.temperature, args.top_k, args.top_p, args.num)
+    model = Model(args.branch, args.rev, args.repo)
+    if settings["length"] is None:
+        settings["length"] = DEFAULT_LENGTH[model.branch]
+
+    def answer(prompt: str | None, seed: int) -> None:
+        streaming = sys.stdout.isatty() and not args.json  # on a terminal, show the text as it grows
+        on_token = (lambda text: print(text, end="", flush=True)) if streaming else None
+        texts = generate(prompt, model=model, seed=seed, on_token=on_token, **settings)
+        if args.json:
+            print(json.dumps({"branch": model.branch, "prompt": prompt, "seed": seed, "settings": settings,
+                              "texts": texts, "provenance": model.provenance()}, indent=2, ensure_ascii=False))
+            return
+        for number, text in enumerate(texts):
+            print("" if streaming and number == 0 else text, flush=True)
+            if model.branch == "char" and (number < len(texts) - 1 or args.interactive):
+                print()  # char texts span lines: a blank line between them
+
+    if not args.interactive:
+        prompt = sys.stdin.read().rstrip("\n") if args.prompt == "-" else args.prompt
+        answer(prompt, seed)
+        return
+    for number, line in enumerate(sys.stdin):
+        try:
+            answer(line.rstrip("\n") or None, seed + number)
+        except UserError as err:  # a bad prompt ends nothing: say why and wait for the next one
+            print(f"error: {err}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,75 @@
+"""A failed run costs nothing: whatever stops a stage (a bad param, a failed download, a refused
+input, a kill), its previous outputs stay where they were and dvc.lock still describes them, so
+undoing the mistake leaves the pipeline up to date, with nothing to retrain."""
+
+import hashlib
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+import yaml
+
+from conftest import make_dvc_project, sh
+from test_pipeline import repro, set_param
+
+OUTPUTS = ["data/models/char.keras", "data/models/char.npz", "metrics/train/char/metrics.json",
+           "metrics/train/char/plots/metrics/eval/loss.tsv", "metrics/sample/char/samples.txt",
+           "metrics/sample/char/provenance.json", "data/raw/pg1.txt", "data/raw/manifest.json"]
+
+
+def snapshot(repo) -> dict:
+    return {path: hashlib.sha256((repo / path).read_bytes()).hexdigest() for path in OUTPUTS} | {
+        "dvc.lock": (repo / "dvc.lock").read_text()}
+
+
+def param(repo, section, key):
+    return yaml.safe_load((repo / "params.yaml").read_text())[section][key]
+
+
+def assert_nothing_to_rerun(repo, env):
+    assert "up to date" in sh(["dvc", "status"], repo, env).stdout
+    out = sh(["dvc", "repro"], repo, env).stdout
+    assert "Running stage" not in out, out
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, module_server):
+    repo, env = make_dvc_project(tmp_path_factory.mktemp("failures") / "repo", module_server)
+    repro(repo, env)
+    return repo, env, module_server
+
+
+@pytest.mark.parametrize("section, key, bad, says", [
+    ("train-lstm", "epochs", -1, "train-lstm.epochs = -1 must be a whole number > 0"),
+    ("sample", "seed_text", "\u00a7 alice", "characters the model never saw"),
+    ("download-gutenberg", "mirrors", ["{server}/nowhere/pg{{id}}.txt"], "could not download Gutenberg book 1"),
+], ids=["train-lstm: a bad param", "sample: a bad seed text", "download-gutenberg: every mirror failing"])
+def test_a_failed_stage_keeps_its_last_good_outputs(built, section, key, bad, says):
+    repo, env, server = built
+    before, good = snapshot(repo), param(repo, section, key)
+    set_param(repo, section, key, [m.format(server=server.url) for m in bad] if isinstance(bad, list) else bad)
+    failed = sh(["dvc", "repro"], repo, env, check=False)
+    assert failed.returncode != 0 and says in failed.stderr + failed.stdout, failed.stderr
+    assert snapshot(repo) == before  # every output, and dvc.lock, as the last good run left them
+    set_param(repo, section, key, good)
+    assert_nothing_to_rerun(repo, env)
+
+
+def test_a_killed_training_run_keeps_the_last_model(built):
+    repo, env, _ = built
+    before, good = snapshot(repo), param(repo, "train-lstm", "epochs")
+    set_param(repo, "train-lstm", "epochs", 50)
+    proc = subprocess.Popen(["dvc", "repro", "train-lstm"], cwd=repo, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    backup = repo / "data/checkpoints/char/backup/training_metadata.json"
+    deadline = time.monotonic() + 120
+    while not backup.exists():  # an epoch done: the old outputs would be long gone without persist
+        assert proc.poll() is None and time.monotonic() < deadline, "training ended before it could be killed"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert snapshot(repo) == before
+    set_param(repo, "train-lstm", "epochs", good)
+    assert_nothing_to_rerun(repo, env)

@@ -1,0 +1,174 @@
+"""generate.py, the command for people: a real tiny model in a temporary DVC repo, read from the
+workspace, an experiment, a git tag, and a second clone that has only git and a DVC remote."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import make_dvc_project, sh
+from errors import UserError
+from test_pipeline import repro, set_param
+
+
+def generate_cmd(repo, env, *args, check=True, stdin=None):
+    proc = subprocess.run([sys.executable, "stages/generate.py", *args], cwd=repo, env=env, input=stdin,
+                          capture_output=True, text=True)
+    if check and proc.returncode:
+        raise AssertionError(f"generate {' '.join(args)} exited {proc.returncode}\n{proc.stderr}")
+    return proc
+
+
+def as_json(repo, env, *args):
+    return json.loads(generate_cmd(repo, env, *args, "--json").stdout)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, module_server):
+    """The tiny project trained, committed and tagged v1 (units 16), pushed to a local DVC
+    remote; then an experiment `wide` (units 24); then the workspace moved on (units 12)."""
+    base = tmp_path_factory.mktemp("generate")
+    repo, env = make_dvc_project(base / "repo", module_server)
+    repro(repo, env)
+    sh(["dvc", "remote", "add", "-d", "shared", str(base / "remote")], repo, env)
+    sh(["git", "add", "-A"], repo, env)
+    sh(["git", "commit", "-q", "-m", "trained"], repo, env)
+    sh(["git", "tag", "v1"], repo, env)
+    sh(["dvc", "push"], repo, env)
+    v1 = as_json(repo, env, "--seed", "3", "--length", "30", "alice")
+    sh(["dvc", "exp", "run", "-n", "wide", "-S", "train-lstm.units=24"], repo, env)
+    set_param(repo, "train-lstm", "units", 12)
+    repro(repo, env)
+    return repo, env, base, v1
+
+
+def units(report):
+    return report["provenance"]["stages"]["train-lstm"]["params"]["train-lstm.units"]
+
+
+def test_generates_from_the_workspace_with_a_prompt_cleaned_like_the_corpus(project):
+    repo, env, _, _ = project
+    out = generate_cmd(repo, env, "Alice Said", "--length", "25", "--seed", "1").stdout
+    assert out.startswith("alice said") and len(out.rstrip("\n")) == len("alice said") + 25
+    assert out == generate_cmd(repo, env, "Alice Said", "--length", "25", "--seed", "1").stdout  # seeded
+    two = generate_cmd(repo, env, "alice", "--length", "25", "--num", "2", "--seed", "1").stdout.split("\n\n")
+    assert len(two) == 2 and all(t.startswith("alice") for t in two)
+
+
+def test_reads_a_tag_an_experiment_and_the_workspace_each_as_it_was(project):
+    repo, env, _, v1 = project
+    workspace = {p: (repo / p).read_bytes() for p in ("params.yaml", "dvc.lock", "data/models/char.npz")}
+    assert units(as_json(repo, env, "--seed", "3", "--length", "30", "alice")) == 12  # the workspace now
+    wide = as_json(repo, env, "--rev", "wide", "--seed", "3", "--length", "30", "alice")
+    assert units(wide) == 24 and wide["provenance"]["code_version"]["experiment"] == "wide"
+    tagged = as_json(repo, env, "--rev", "v1", "--seed", "3", "--length", "30", "alice")
+    assert units(tagged) == 16 and tagged["texts"] == v1["texts"]  # the same model, the same text
+    assert {p: (repo / p).read_bytes() for p in workspace} == workspace  # no checkout: the workspace untouched
+
+
+def test_a_second_clone_with_only_git_and_the_remote_generates_the_same_text(project, tmp_path):
+    repo, env, _, v1 = project
+    clone = tmp_path / "teammate"
+    sh(["git", "clone", "-q", str(repo), str(clone)], tmp_path, env)
+    assert not (clone / "data/models/char.npz").exists() and not (clone / ".dvc/cache").exists()
+    shared = as_json(repo, env, "--repo", str(clone), "--seed", "3", "--length", "30", "alice")
+    assert shared["texts"] == v1["texts"] and units(shared) == 16
+    assert shared["provenance"]["code_version"]["repo"] == str(clone)
+
+
+def test_json_provenance_is_what_audit_says_of_the_model(project):
+    repo, env, _, _ = project
+    for rev in ([], ["--rev", "wide"]):
+        report = as_json(repo, env, *rev, "--seed", "1", "--length", "10", "alice")
+        audit = json.loads(sh([sys.executable, "stages/audit.py", "data/models/char.npz", *rev, "--json"],
+                              repo, env).stdout)
+        assert report["provenance"] == audit
+        assert audit["stage"] == "train-lstm" and len(audit["sha256"]) == 64
+        assert "encode-vocab" in audit["stages"] and "best_val_loss" in audit["model_score"]
+
+
+def test_interactive_mode_answers_each_line_over_a_pipe(project):
+    repo, env, _, _ = project
+    out = generate_cmd(repo, env, "--interactive", "--length", "15", "--seed", "2",
+                       stdin="alice\nthe queen\n\u00a7 nope\nhatter\n")
+    answers = [a for a in out.stdout.split("\n\n") if a.strip()]
+    assert [a[:5] for a in answers] == ["alice", "the q", "hatte"]
+    assert "'\u00a7'" in out.stderr  # a bad line is named and skipped, the loop goes on
+    assert generate_cmd(repo, env, "-", "--length", "5", stdin="the cat\n").stdout.startswith("the cat")
+
+
+def test_the_same_seed_and_params_give_the_sample_stages_text(project, monkeypatch):
+    import generate
+    repo, _, _, _ = project
+    monkeypatch.chdir(repo)
+    samples = (repo / "metrics/sample/char/samples.txt").read_text()
+    generated = [part.split("\n\n=== sample")[0].rstrip("\n") for part in samples.split("generated:\n")[1:]]
+    seeds = [part.split("\ngenerated:")[0] for part in samples.split("):\n")[1:]]
+    texts = generate.generate(seed=7, num=2, length=40, seed_length=10, temperature=0.8)  # TINY's sample params
+    assert texts == [s + g for s, g in zip(seeds, generated)]
+
+
+def test_headlines_stop_at_the_end_and_never_show_unknown_or_padding(project, monkeypatch):
+    import generate
+    repo, env, _, _ = project
+    monkeypatch.chdir(repo)
+    texts = generate.generate("The Queen", branch="headlines", num=20, length=8, seed=0, temperature=2.0)
+    assert all(t.startswith("the queen") for t in texts)
+    assert all(len(t.split()) <= 2 + 8 for t in texts)
+    assert not any(w in ("<unk>", "<pad>", "<end>") for t in texts for w in t.split())
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--branch", "nope"], "unknown branch 'nope'; known: char, headlines"),
+    (["--rev", "no-such-rev"], "'no-such-rev' is neither a git revision nor an experiment name"),
+    (["--rev", "HEAD~1"], "no model data/models/char.npz at HEAD~1"),
+    (["--temperature", "0"], "--temperature 0.0 must be > 0"),
+    (["--top-k", "0"], "--top-k 0 must be a whole number >= 1"),
+    (["--top-p", "1.5"], "--top-p 1.5 must be > 0 and <= 1"),
+    (["--top-p", "0"], "--top-p 0.0 must be > 0 and <= 1"),
+    (["--length", "0"], "--length 0 must be a whole number >= 1"),
+    (["\u00a7alice"], "the prompt has characters the model never saw in its training text (after it was "
+                      "lowercased, as the training text was): '\u00a7'"),
+    (["--branch", "headlines", "zebra xylophone"], "words the model never saw in training"),
+])
+def test_bad_input_is_one_clear_message_and_exit_code_1(project, args, message):
+    repo, env, _, _ = project
+    proc = generate_cmd(repo, env, *args, check=False)
+    assert proc.returncode == 1 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_a_clone_whose_remote_lacks_the_model_is_refused(project, tmp_path):
+    repo, env, base, _ = project
+    clone = tmp_path / "clone"
+    sh(["git", "clone", "-q", str(repo), str(clone)], tmp_path, env)
+    (tmp_path / "empty").mkdir()
+    sh(["dvc", "remote", "add", "-d", "--local", "empty", str(tmp_path / "empty")], clone, env)
+    proc = generate_cmd(repo, env, "--repo", str(clone), "alice", check=False)
+    assert proc.returncode == 1 and "neither in the local cache nor on the DVC remote" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_no_model_in_the_workspace_says_how_to_get_one(tmp_path, monkeypatch):
+    import generate
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError, match=r"no model data/models/char.npz in the workspace; run `dvc repro "
+                                        r"train-lstm`, or `dvc pull`"):
+        generate.generate("a")
+
+
+def test_every_command_of_the_readme_generate_section_runs(project):
+    """The README's "Generate with your own prompt" commands, as written, on the tiny project."""
+    import re
+    from conftest import ROOT
+    repo, env, _, _ = project
+    section = (ROOT / "README.md").read_text().split("## Generate with your own prompt")[1].split("\n## ")[0]
+    bash, = re.findall(r"```bash\n(.*?)```", section, re.DOTALL)
+    python, = re.findall(r"```python\n(.*?)```", section, re.DOTALL)
+    for line in bash.splitlines():
+        command = line.split("  #")[0].strip()
+        proc = subprocess.run(command, shell=True, cwd=repo, env=env, input="alice\n", capture_output=True, text=True)
+        assert proc.returncode == 0 and proc.stdout.strip(), f"{command}\n{proc.stderr}"
+    proc = subprocess.run([sys.executable, "-c", python + "\nassert len(texts) == 2 and texts[0].startswith('alice was')"],
+                          cwd=repo, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr

@@ -1,0 +1,225 @@
+"""train-lstm resumes exactly: a run killed at an epoch boundary ends with the weights, scores and
+epoch count of the uninterrupted run. Real training on a tiny model that overfits within a few
+epochs, so that the best epoch comes before the kill."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import types
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, TINY, book_body, gutenberg_file, write_params
+
+import keras  # noqa: E402
+import lstm  # noqa: E402
+import train_lstm  # noqa: E402
+from train_lstm import Best, early_stopping_state  # noqa: E402
+
+
+# --- the rebuilt early-stopping state ----------------------------------------------------------
+
+@pytest.mark.parametrize("losses", [
+    [3.0, 2.0, 2.4, 2.5, 1.9, 2.2, 2.2, 2.3],
+    [2.0, 2.0, 2.0, 2.0],                      # a tie is no improvement
+    [float("nan"), 2.0, 1.0],                  # nothing improves on NaN, as in Keras
+    list(np.random.default_rng(0).normal(2, 0.3, 30)),
+])
+@pytest.mark.parametrize("patience", [1, 2, 3])
+def test_the_rebuilt_state_is_what_keras_early_stopping_knew(losses, patience):
+    """early_stopping_state(first k losses) matches keras.callbacks.EarlyStopping after k epochs."""
+    stopper = keras.callbacks.EarlyStopping(patience=patience)
+    stopper.set_model(types.SimpleNamespace(stop_training=False))
+    stopper.on_train_begin()
+    for epoch, loss in enumerate(losses):
+        stopper.on_epoch_end(epoch, {"val_loss": float(loss)})
+        state = early_stopping_state(losses[:epoch + 1], patience)
+        np.testing.assert_equal((state.loss, state.epoch, state.wait), (stopper.best, stopper.best_epoch, stopper.wait))
+        assert state.stop == stopper.model.stop_training
+        if state.stop:
+            break
+
+
+def test_patience_counts_from_the_best_epoch_before_the_kill():
+    """Best at epoch 2, killed after epoch 3: one worse epoch more ends training with patience 2.
+    Counting from zero after the kill (the old behaviour) would train at least two more."""
+    losses = [3.0, 2.0, 2.4]
+    assert early_stopping_state(losses, patience=2) == Best(2.0, 1, 1, False)
+    assert early_stopping_state(losses + [2.5], patience=2) == Best(2.0, 1, 2, True)
+    assert early_stopping_state(losses + [1.5], patience=2) == Best(1.5, 3, 0, False)
+    assert early_stopping_state(losses + [2.5] * 5, patience=0).stop is False  # 0: never stop early
+    assert early_stopping_state([], patience=2) == Best(None, 0, 0, False)
+
+
+def write_log(live_dir, losses):
+    log = live_dir / "plots/metrics/eval/loss.tsv"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text("step\tloss\n" + "".join(f"{i}\t{loss!r}\n" for i, loss in enumerate(losses)))
+
+
+def test_a_checkpoint_without_its_best_weights_or_log_cannot_resume(tmp_path):
+    weights = [np.arange(6, dtype=np.float32).reshape(2, 3), np.ones(3, np.float32)]
+    write_log(tmp_path / "live", [3.0, 2.0, 2.4])
+    assert train_lstm.logged_val_losses(tmp_path / "live") == [3.0, 2.0, 2.4]
+    assert train_lstm.missing_for_resume(tmp_path, done=3) == "the weights of its best epoch (2)"
+    train_lstm.save_best_weights(tmp_path, 1, weights)
+    assert train_lstm.missing_for_resume(tmp_path, done=3) is None
+    assert all(np.array_equal(a, b) for a, b in zip(train_lstm.saved_best_weights(tmp_path, 1), weights))
+    assert train_lstm.saved_best_weights(tmp_path, 0) is None
+    assert train_lstm.missing_for_resume(tmp_path, done=4) == "a logged validation loss for each of its 4 epochs"
+    write_log(tmp_path / "live", [3.0, 2.0])
+    assert train_lstm.missing_for_resume(tmp_path, done=2) is None  # the best is the last: the backup holds it
+    (tmp_path / "live/plots/metrics/eval/loss.tsv").write_text("step\tloss\n0\t3.0\n0\t2.0\n")
+    assert train_lstm.missing_for_resume(tmp_path, done=2) == "a log of one row per epoch"
+
+
+def test_such_a_checkpoint_starts_fresh_and_says_why(tmp_path):
+    fingerprint = {"params": {"units": 8}, "data": {}}
+    folder = tmp_path / "char"
+    (folder / "backup").mkdir(parents=True)
+    (folder / "fingerprint.json").write_text(json.dumps(fingerprint))
+    (folder / "backup/training_metadata.json").write_text('{"epoch": 3, "batch": 0}')
+    write_log(folder / "live", [3.0, 2.0, 2.4, 2.6])  # the 4th row: logged, then killed before its checkpoint
+    assert train_lstm.prepare_checkpoint(folder, fingerprint) == (
+        0, f"starting fresh: the checkpoint in {folder} lacks the weights of its best epoch (2)")
+    assert sorted(p.name for p in folder.iterdir()) == ["fingerprint.json"]
+
+
+def test_each_epoch_order_depends_on_the_seed_and_the_epoch_alone():
+    items = np.arange(10)
+    epochs = lambda ds, n: np.concatenate(list(ds.take(n * 3).as_numpy_iterator())).reshape(n, 10)  # noqa: E731
+    from_zero = epochs(lstm.epoch_batches(items, batch_size=4, shuffle_seed=5), 4)  # 3 batches an epoch
+    assert all(sorted(order) == list(range(10)) for order in from_zero)
+    assert len({tuple(order) for order in from_zero}) == 4
+    assert np.array_equal(epochs(lstm.epoch_batches(items, 4, shuffle_seed=5, first_epoch=2), 2), from_zero[2:])
+    assert not np.array_equal(epochs(lstm.epoch_batches(items, 4, shuffle_seed=6), 4), from_zero)
+
+
+# --- killed and resumed, on real training ------------------------------------------------------
+
+# Few training windows (a 600-word book: 276), a high learning rate and a small batch: validation
+# loss bottoms out after a few epochs (epoch 4 here) and patience 2 ends training two epochs
+# later, in about 3 s of training. Dropout > 0, so the masks after the resume must match too.
+OVERFITS = {"units": 64, "embedding_dim": 16, "learning_rate": 0.04, "batch_size": 16, "dropout": 0.2,
+            "patience": 2, "epochs": 10}
+
+
+def train_in(folder, **params):
+    """Run train-lstm char as DVC would, in its own process; return the process."""
+    write_params(folder, **{**TINY, "train_lstm": {**TINY["train_lstm"], **OVERFITS, **params}})
+    return subprocess.Popen([sys.executable, str(ROOT / "stages/train_lstm.py"), "char"], cwd=folder,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def kill_after_the_best_epoch(folder, proc):
+    """SIGKILL `proc` once its checkpoint holds an epoch after its best (from its own log, which
+    before the kill is the uninterrupted run's); return the epochs the checkpoint holds."""
+    checkpoint = folder / "data/checkpoints/char"
+    deadline = time.monotonic() + 120
+    while True:
+        assert proc.poll() is None and time.monotonic() < deadline, "training ended before it could be killed"
+        try:
+            done = json.loads((checkpoint / "backup/training_metadata.json").read_text())["epoch"]
+            # DVCLive logs an epoch before the checkpoint records it: the first `done` rows are whole.
+            rows = (checkpoint / "live/plots/metrics/eval/loss.tsv").read_text().splitlines()[1:done + 1]
+            losses = [float(row.split("\t")[1]) for row in rows]
+        except (OSError, ValueError, KeyError):  # not written yet, or caught mid-write
+            done, losses = 0, []
+        if done and early_stopping_state(losses, 0).epoch < done - 1:
+            proc.kill()
+            proc.wait()
+            return json.loads((checkpoint / "backup/training_metadata.json").read_text())["epoch"]
+        time.sleep(0.005)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Training data from a short book; an uninterrupted run (`whole`) and, beside it, a run
+    killed after its best epoch (`killed`, left as the kill left it)."""
+    import download_gutenberg
+    import encode_vocab
+    import strip_boilerplate
+    import window
+    data = tmp_path_factory.mktemp("data")
+    (data / "mirror").mkdir()
+    (data / "mirror/pg1.txt").write_bytes(gutenberg_file(book_body(n_words=600)))
+    write_params(data, **TINY)
+    old, os.environ["GUTENBERG_MIRROR"] = os.getcwd(), str(data / "mirror")
+    os.chdir(data)
+    try:
+        for stage in (download_gutenberg, strip_boilerplate, encode_vocab, window):
+            stage.main()
+    finally:
+        os.chdir(old)
+        del os.environ["GUTENBERG_MIRROR"]
+    folders = {name: tmp_path_factory.mktemp(name) for name in ("whole", "killed")}
+    for folder in folders.values():
+        shutil.copytree(data / "data", folder / "data")
+    whole, killed = (train_in(folder) for folder in folders.values())
+    done = kill_after_the_best_epoch(folders["killed"], killed)
+    err = whole.communicate()[1]
+    assert whole.returncode == 0, err
+    return folders["whole"], folders["killed"], done
+
+
+def outcome(folder):
+    """The scores, the saved model's weights and the per-epoch log of a finished run."""
+    scores = json.loads((folder / "metrics/train/char/metrics.json").read_text())
+    with np.load(folder / "data/models/char.npz") as f:
+        weights = {name: f[name] for name in f.files}
+    return scores, weights, (folder / "metrics/train/char/plots/metrics/eval/loss.tsv").read_text()
+
+
+def assert_same_best(ours, theirs):
+    """Same best scores and the same saved weights. Identical, not close: on CPU TensorFlow gives
+    the same floats for the same ops on the same inputs (two uninterrupted runs agree to the
+    bit), and a resumed run feeds it the same weights, optimizer state, batches and dropout masks."""
+    (scores, weights, _), (their_scores, their_weights, _) = ours, theirs
+    for key in ("best_val_loss", "best_val_bits_per_char", "best_val_perplexity", "best_epoch"):
+        assert scores[key] == their_scores[key], key
+    assert weights.keys() == their_weights.keys()
+    for name in weights:
+        assert np.array_equal(weights[name], their_weights[name]), name
+
+
+def resume(killed, work, **change):
+    shutil.copytree(killed, work)
+    proc = train_in(work, **change)
+    err = proc.communicate()[1]
+    assert proc.returncode == 0, err
+    return err
+
+
+def test_a_run_killed_after_its_best_epoch_ends_as_the_uninterrupted_run(runs, tmp_path):
+    whole, killed, done = runs
+    expected = outcome(whole)
+    # The setting does what it is for: training stopped early, and the best epoch is before the kill.
+    assert expected[0]["best_epoch"] + OVERFITS["patience"] == expected[0]["epochs_run"] < OVERFITS["epochs"]
+    assert expected[0]["best_epoch"] < done
+    assert f"resuming the interrupted run after epoch {done}" in resume(killed, tmp_path / "work")
+    got = outcome(tmp_path / "work")
+    assert_same_best(got, expected)
+    assert (got[0]["epochs_run"], got[0]["resumed_after_epoch"]) == (expected[0]["epochs_run"], done)
+    assert got[2] == expected[2]  # every epoch's validation loss, to the last digit
+    assert not (tmp_path / "work/data/checkpoints/char").exists()
+
+
+@pytest.mark.parametrize("change, reason", [
+    ({"epochs": 1}, "epochs: 1 reached"),     # epochs lowered below those the checkpoint holds
+    ({"patience": 1}, "patience 1 ran out"),  # as a run killed between the end of fit and the clean-up
+])
+def test_a_checkpoint_of_a_finished_run_saves_its_best_model(runs, tmp_path, change, reason):
+    """No epoch is trained, nothing fails: the model saved is the best of the checkpoint's
+    epochs, which hold the uninterrupted run's best."""
+    whole, killed, done = runs
+    err = resume(killed, tmp_path / "work", **change)
+    assert f"the interrupted run had finished ({reason})" in err and "Traceback" not in err
+    got, expected = outcome(tmp_path / "work"), outcome(whole)
+    assert_same_best(got, expected)
+    assert (got[0]["epochs_run"], got[0]["resumed_after_epoch"], got[0]["tokens_per_second"]) == (done, done, 0)
+    assert got[2] == "".join(expected[2].splitlines(keepends=True)[:done + 1])  # the header and `done` epochs
+    assert not (tmp_path / "work/data/checkpoints/char").exists()
