@@ -137,6 +137,13 @@ def main(branch: str = "char") -> None:
         "vocab": {"path": str(spec["vocab"]), "sha256": sha256_file(spec["vocab"])},
         "seeds": seeds, "samples_sha256": sha256_file(out / "samples.txt")})
     write_json(out / "metrics.json", {"tokens_per_second": round(n_tokens / seconds, 1), **metrics})
+    print(f"wrote {out / 'samples.txt'}; it begins:\n" + preview(text), file=sys.stderr)
+
+
+def preview(text: str, lines: int = 6) -> str:
+    """The first lines of the samples, for the console."""
+    head = text.splitlines()[:lines]
+    return "\n".join(f"  {line}" for line in head) + ("\n  ..." if len(text.splitlines()) > lines else "")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,8 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-CORPORA = ROOT.parent / "shared" / "corpora"
+# Real, unmodified books and headlines; SOURCES.md there says where each came from.
+CORPORA = Path(os.environ.get("LSTM_TEXTGEN_CORPORA", ROOT.parent / "shared" / "corpora"))
 PROJECT_FILES = ["dvc.yaml", "params.yaml", "stages", ".dvc/config", ".dvcignore", ".gitignore"]
 
 WORDS = ("alice rabbit queen hatter turtle gryphon king cat tea garden door key little said went "
@@ -139,11 +140,14 @@ def module_server():
 
 @pytest.fixture
 def corpora() -> Path:
-    """../shared/corpora: CI always has it, so there a missing folder fails instead of skipping."""
+    """The real books (LSTM_TEXTGEN_CORPORA, default ../shared/corpora). CI always has them, so
+    there a missing folder fails instead of skipping."""
     if not (CORPORA / "pg11.txt").is_file():
         if os.environ.get("CI"):
             pytest.fail(f"{CORPORA} is missing; CI must have ../shared beside the project")
-        pytest.skip(f"{CORPORA} not found: these tests need ../shared/corpora beside the project")
+        pytest.skip(f"{CORPORA}/pg11.txt not found: these tests read real books. Set LSTM_TEXTGEN_CORPORA to a "
+                    "folder holding Project Gutenberg's pg11.txt and pg11-legacy.txt (the old release of eBook 11) "
+                    "and nyt-headlines-avl1.csv (the headlines source in params.yaml); see README.md, 'Tests'")
     return CORPORA
 
 

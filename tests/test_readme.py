@@ -22,11 +22,46 @@ def test_the_readme_opens_with_the_pipeline_and_the_test_commands():
     assert run_tests == ci  # CI runs exactly what the README tells a person to run
 
 
-def test_the_readme_names_every_stage_and_param():
+def test_the_stage_reference_names_every_stage_and_param():
+    reference = (ROOT / "docs/pipeline.md").read_text(encoding="utf-8")
+    assert "docs/pipeline.md" in README
     dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     for stage in dvc["stages"]:
-        assert f"`{stage}`" in README, stage
+        assert f"`{stage}`" in reference and stage in README, stage
     for section, values in params.items():
         for key in values:
-            assert f"`{key}`" in README, f"{section}.{key}"
+            assert f"`{key}`" in reference, f"{section}.{key}"
+
+
+def test_the_pipeline_picture_names_every_output():
+    """Each output in dvc.yaml appears in the README's picture (by its file or folder name)."""
+    picture = README.split("## How the code is laid out")[1].split("```")[1]
+    dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    for name, stage in dvc["stages"].items():
+        assert name in picture, name
+        for out in stage["outs"]:
+            path = next(iter(out)) if isinstance(out, dict) else out
+            stem = path.rstrip("/").split("/")[-1].split(".")[0]
+            assert stem in picture, (name, path)
+
+
+def bash_block(title: str) -> list[str]:
+    """The commands of the first bash block under a README heading, comments dropped."""
+    section = README.split(title, 1)[1].split("\n## ")[0]
+    block = re.findall(r"```bash\n(.*?)```", section, re.DOTALL)[0]
+    return [line.split("  #")[0].strip() for line in block.splitlines() if line.split("  #")[0].strip()]
+
+
+def test_the_tiny_run_and_the_params_commands_work_as_written(dvc_project):
+    """The README's "one-minute tiny run" and "Changing params" commands, on the tiny project."""
+    from conftest import sh
+    repo, env = dvc_project
+    for title in ("## A one-minute tiny run", "## Changing params, and experiments"):
+        for command in bash_block(title):
+            proc = sh(["bash", "-c", command], repo, env)
+            assert proc.returncode == 0, command
+    assert sh(["dvc", "metrics", "show", "metrics/train/char/metrics.json", "--json"], repo, env).stdout
+    assert "best_val_loss" in sh(["dvc", "metrics", "show"], repo, env).stdout
+    sh(["dvc", "plots", "show"], repo, env)
+    assert (repo / "dvc_plots/index.html").is_file()
