@@ -120,18 +120,18 @@ def generate(prompt: str | None = None, *, model: Model | None = None, branch: s
     end_id = tokens.index(vocab["end"]) if vocab.get("end") else None
     words = vocab["unit"] == "word"
     decode = (lambda ids: " ".join(tokens[i] for i in ids)) if words else (lambda ids: decode_chars(ids, vocab))
-    stream = None
+    ended = False
+
+    def stream(step_tokens):  # the first text's tokens, as drawn, up to its end token
+        nonlocal ended
+        ended = ended or int(step_tokens[0]) == end_id
+        if not ended:
+            on_token((" " if words else "") + tokens[int(step_tokens[0])])
+
     if on_token:
         on_token(decode(seeds[0]))
-
-        def stream(step_tokens):
-            token = int(step_tokens[0])
-            if token != end_id and not stream.ended:
-                on_token((" " if words else "") + tokens[token])
-            stream.ended = stream.ended or token == end_id
-        stream.ended = False
     rows = sample_rows(model.stepper, seeds, length, temperature, top_k, rng, end_id=end_id, top_p=top_p,
-                       banned=banned_ids(vocab), on_token=stream)
+                       banned=banned_ids(vocab), on_token=stream if on_token else None)
     return [decode([*s, *row]) for s, row in zip(seeds, rows)]
 
 

@@ -159,6 +159,26 @@ def write_params(path: Path, **sections) -> None:
     (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
+def run_data_stages(folder: Path, n_words: int = 4000, **sections) -> None:
+    """The char branch's data stages, run in `folder` on a fixture book of `n_words` (TINY params
+    updated by `sections`), as DVC would run them in the project root."""
+    import download_gutenberg
+    import encode_vocab
+    import strip_boilerplate
+    import window
+    (folder / "mirror").mkdir()
+    (folder / "mirror/pg1.txt").write_bytes(gutenberg_file(book_body(n_words)))
+    write_params(folder, **{**TINY, **sections})
+    old, os.environ["GUTENBERG_MIRROR"] = os.getcwd(), str(folder / "mirror")
+    os.chdir(folder)
+    try:
+        for stage in (download_gutenberg, strip_boilerplate, encode_vocab, window):
+            stage.main()
+    finally:
+        os.chdir(old)
+        del os.environ["GUTENBERG_MIRROR"]
+
+
 @pytest.fixture
 def in_tmp(tmp_path, monkeypatch) -> Path:
     """Run a stage's main() in an empty folder, as DVC would run it in the project root."""

@@ -13,7 +13,7 @@ import pytest
 
 from errors import UserError
 from sampling import Stepper, sample_next
-from conftest import ROOT, TINY, book_body, gutenberg_file, headlines_csv, write_params
+from conftest import ROOT, TINY, headlines_csv, run_data_stages, write_params
 
 import keras  # noqa: E402
 import lstm  # noqa: E402
@@ -75,24 +75,15 @@ def test_sampling_respects_temperature_and_top_k():
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """The data stages and train-lstm run on a fixture book, in a folder of their own."""
-    import download_gutenberg
-    import encode_vocab
-    import strip_boilerplate
     import train_lstm
-    import window
     tmp = tmp_path_factory.mktemp("trained")
-    (tmp / "mirror").mkdir()
-    (tmp / "mirror/pg1.txt").write_bytes(gutenberg_file(book_body()))
-    write_params(tmp, **TINY)
-    old, os.environ["GUTENBERG_MIRROR"] = os.getcwd(), str(tmp / "mirror")
+    run_data_stages(tmp)
+    old = os.getcwd()
     os.chdir(tmp)
     try:
-        for stage in (download_gutenberg, strip_boilerplate, encode_vocab, window):
-            stage.main()
         train_lstm.main()
     finally:
         os.chdir(old)
-        del os.environ["GUTENBERG_MIRROR"]
     return tmp
 
 

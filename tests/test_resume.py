@@ -3,7 +3,6 @@ epoch count of the uninterrupted run. Real training on a tiny model that overfit
 epochs, so that the best epoch comes before the kill."""
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -13,7 +12,7 @@ import types
 import numpy as np
 import pytest
 
-from conftest import ROOT, TINY, book_body, gutenberg_file, write_params
+from conftest import ROOT, TINY, run_data_stages, write_params
 
 import keras  # noqa: E402
 import lstm  # noqa: E402
@@ -140,22 +139,8 @@ def kill_after_the_best_epoch(folder, proc):
 def runs(tmp_path_factory):
     """Training data from a short book; an uninterrupted run (`whole`) and, beside it, a run
     killed after its best epoch (`killed`, left as the kill left it)."""
-    import download_gutenberg
-    import encode_vocab
-    import strip_boilerplate
-    import window
     data = tmp_path_factory.mktemp("data")
-    (data / "mirror").mkdir()
-    (data / "mirror/pg1.txt").write_bytes(gutenberg_file(book_body(n_words=600)))
-    write_params(data, **TINY)
-    old, os.environ["GUTENBERG_MIRROR"] = os.getcwd(), str(data / "mirror")
-    os.chdir(data)
-    try:
-        for stage in (download_gutenberg, strip_boilerplate, encode_vocab, window):
-            stage.main()
-    finally:
-        os.chdir(old)
-        del os.environ["GUTENBERG_MIRROR"]
+    run_data_stages(data, n_words=600)
     folders = {name: tmp_path_factory.mktemp(name) for name in ("whole", "killed")}
     for folder in folders.values():
         shutil.copytree(data / "data", folder / "data")

@@ -4,7 +4,6 @@ reruns only the stages that run it."""
 
 import ast
 import re
-import shutil
 
 import yaml
 
