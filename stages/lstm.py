@@ -1,13 +1,97 @@
-"""The model and what runs it: shared by train-lstm and sample, the only stages that import
-TensorFlow."""
+"""The model, its input pipeline and its device strategy: train-lstm's, the only stage that
+imports TensorFlow (the sampler runs on the weights it saves as NumPy arrays)."""
 
+import contextlib
 import os
+import re
+import sys
+import tempfile
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out of the logs
+# TensorFlow's own C++ logging: 2 drops its INFO and WARNING lines and keeps its errors (3 drops
+# those too, 0 shows everything). Read when TensorFlow loads, so it must be set before anything
+# imports it; a value set in the environment wins.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
+# Lines TensorFlow's native libraries write to stderr while loading: abseil's logger, not yet
+# initialised, prints every record whatever TF_CPP_MIN_LOG_LEVEL says, announced by this line.
+ABSL_UNINITIALIZED = "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
+# A glog/abseil record: severity, MMDD, time (abseil's, before initialisation, "00:00:<unix time>"), thread, file:line]
+NATIVE_RECORD = re.compile(r"([IWEF])\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [^ \]]+:\d+\] ")
+PYTHON_WARNING = re.compile(r"\S+:\d+: \w*Warning: ")
+NO_DRIVER = "Could not find cuda drivers on your machine"
+CUINIT_FAILED = "failed call to cuInit"
+
+
+def startup_log_that_matters(text: str, min_level: int = 2) -> str:
+    """What of the native start-up log `text` to show: the records TF_CPP_MIN_LOG_LEVEL
+    `min_level` lets through (0 INFO, 1 WARNING, 2 ERROR, 3 FATAL only; each record with its
+    continuation lines), and anything else (a Python warning, say). Dropped, at 1 and above:
+    abseil's announcement that it logs everything; and the failed cuInit of a machine with no
+    CUDA driver at all, which is how TensorFlow finds there is no GPU, not a failure (with a
+    driver, the same error means a GPU that does not work, and is kept)."""
+    if min_level < 1:
+        return text
+    no_driver = NO_DRIVER in text
+    kept, keeping = [], True
+    for line in text.splitlines(keepends=True):
+        record = NATIVE_RECORD.match(line)
+        if line.rstrip("\r\n") == ABSL_UNINITIALIZED:
+            keeping = False
+            continue
+        if record:
+            severity = "IWEF".index(record.group(1))
+            keeping = severity >= min_level and not (no_driver and CUINIT_FAILED in line)
+        elif PYTHON_WARNING.match(line):
+            keeping = True
+        if keeping:
+            kept.append(line)
+    return "".join(kept)
+
+
+def _min_log_level() -> int:
+    try:
+        return int(os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0"))
+    except ValueError:
+        return 0
+
+
+@contextlib.contextmanager
+def native_startup_log_filtered():
+    """Run the block with file descriptor 2 (where C++ writes) sent to a temporary file, then
+    replay to stderr what startup_log_that_matters keeps: everything if the block raised."""
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr to filter
+        yield
+        return
+    failed = False
+    with tempfile.TemporaryFile() as log:
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            failed = True
+            raise
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            log.seek(0)
+            text = log.read().decode("utf-8", "replace")
+            shown = text if failed else startup_log_that_matters(text, _min_log_level())
+            if shown:
+                sys.stderr.write(shown)
+                sys.stderr.flush()
+
+
+with native_startup_log_filtered():
+    import keras
+    import tensorflow as tf
+
+    tf.config.list_physical_devices("GPU")  # loads the CUDA platform (and logs its cuInit) now, not mid-run
+
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
 from errors import UserError  # noqa: E402
 

@@ -5,9 +5,12 @@
 Reads the branch's params section (named after its stage), training data and vocabulary;
 writes data/models/<branch>.keras (and <branch>.npz, its weights as NumPy arrays for the
 sampler, which then needs no TensorFlow) and, through DVCLive, metrics/train/<branch>/metrics.json
-(summary) and plots/ (loss per epoch). Losses are cross-entropy in nats per token (a char, or a
-word); bits = nats / ln 2; perplexity = e^nats. `distribute: mirrored` trains a copy of the model
-on every GPU with tf.distribute.MirroredStrategy, batch_size being the global batch.
+(summary) and plots/ (DVCLive's per-epoch logs, steps counted from 0); from those logs,
+metrics/train/<branch>/loss.tsv, the table `dvc plots show` draws: one row per epoch, counted from
+1 as Keras' "Epoch 1/30" counts, with the train and validation loss. Losses are cross-entropy in
+nats per token (a char, or a word); bits = nats / ln 2; perplexity = e^nats. `distribute:
+mirrored` trains a copy of the model on every GPU with tf.distribute.MirroredStrategy,
+batch_size being the global batch.
 
 A run that is killed resumes exactly: it ends with the weights, best_val_loss, best_epoch and
 epochs_run the uninterrupted run would have had. After every epoch, Keras' BackupAndRestore
@@ -111,17 +114,37 @@ def early_stopping_state(val_losses: list[float], patience: int) -> Best:
     return Best(best, best_epoch, wait, patience > 0 and wait >= patience)
 
 
-def logged_val_losses(live_dir: Path) -> list[float]:
-    """Every epoch's validation loss in DVCLive's log, in order. DVCLive writes repr() of the
-    float Keras reports, so these are the exact values EarlyStopping compared."""
-    log = live_dir / "plots" / "metrics" / "eval" / "loss.tsv"
+def logged_losses(live_dir: Path, split: str = "eval") -> list[str]:
+    """Every epoch's loss on `split` ("train" or "eval", the validation set) in DVCLive's log, in
+    order, as written: repr() of the float Keras reports."""
+    log = live_dir / "plots" / "metrics" / split / "loss.tsv"
     if not log.exists():
         return []
     with open(log, newline="") as f:
         rows = list(csv.DictReader(f, delimiter="\t"))
     if [row["step"] for row in rows] != [str(i) for i in range(len(rows))]:
         raise UserError(f"{log} does not hold one row per epoch in order; remove {live_dir.parent} to start fresh")
-    return [float(row["loss"]) for row in rows]
+    return [row["loss"] for row in rows]
+
+
+def logged_val_losses(live_dir: Path) -> list[float]:
+    """Every epoch's validation loss in DVCLive's log, in order: the exact values EarlyStopping compared."""
+    return [float(loss) for loss in logged_losses(live_dir, "eval")]
+
+
+LOSS_TABLE = "loss.tsv"
+
+
+def loss_table(live_dir: Path) -> str:
+    """The per-epoch losses as the TSV `dvc plots` draws (dvc.yaml's top-level plots): columns
+    epoch (from 1, as Keras' log counts), train and validation, so the x axis reads as the
+    training log does and the legend names the series rather than DVCLive's files."""
+    train, val = logged_losses(live_dir, "train"), logged_losses(live_dir, "eval")
+    if len(train) != len(val):
+        raise UserError(f"{live_dir} logged {len(train)} train losses but {len(val)} validation losses; "
+                        f"remove {live_dir.parent} to start fresh")
+    rows = [f"{epoch}\t{t}\t{v}\n" for epoch, (t, v) in enumerate(zip(train, val), 1)]
+    return "epoch\ttrain\tvalidation\n" + "".join(rows)
 
 
 BEST_WEIGHTS = "best.npz"
@@ -167,8 +190,8 @@ def resumable_early_stopping(patience: int, folder: Path, done: int, so_far: Bes
 
 def compiled_model(params: dict, vocab_size: int):
     """The model, its loss and optimizer, made under the `distribute` strategy; and the strategy."""
+    from lstm import build_model, distribution  # before keras: lstm quiets TensorFlow's start-up logging
     import keras
-    from lstm import build_model, distribution
 
     keras.utils.set_random_seed(params["seed"])
     strategy = distribution(params["distribute"])
@@ -193,10 +216,12 @@ def main(branch: str = "char") -> None:
     vocab = read_vocab(spec["vocab"])
     train, val = (load_split(spec[s], vocab, spec["upstream"]) for s in ("train", "val"))
 
-    import keras  # TensorFlow loads only once the inputs are known to be good
+    # TensorFlow loads only once the inputs are known to be good, and through lstm first: it
+    # quiets TensorFlow's own start-up logging, which must happen before anything imports it.
+    from lstm import EpochSeeds, device_and_kernel, sampler_weights, split_dataset, targets_per_epoch
+    import keras
     from dvclive import Live
     from dvclive.keras import DVCLiveCallback
-    from lstm import EpochSeeds, device_and_kernel, sampler_weights, split_dataset, targets_per_epoch
 
     model, strategy = compiled_model(params, len(vocab["tokens"]))
     device, kernel = device_and_kernel(model, strategy)
@@ -242,6 +267,7 @@ def main(branch: str = "char") -> None:
     seconds = time.monotonic() - started
     # The scores come from the log of every epoch, before and after a resume.
     val_losses = logged_val_losses(checkpoint / "live")
+    table = loss_table(checkpoint / "live")
     final = early_stopping_state(val_losses, params["patience"])
     best = final.loss
     if not math.isfinite(best):
@@ -260,6 +286,7 @@ def main(branch: str = "char") -> None:
     live.make_summary()
     with atomic_dir(spec["live"]) as out:
         shutil.copytree(checkpoint / "live", out, dirs_exist_ok=True)
+        (out / LOSS_TABLE).write_text(table, encoding="utf-8")
     shutil.rmtree(checkpoint)
     print(f"best validation loss {best:.4f} nats/{unit} ({best / math.log(2):.3f} bits, perplexity "
           f"{math.exp(best):.1f}) at epoch {summary['best_epoch']} of {summary['epochs_run']}, {seconds:.0f}s on {device}",
