@@ -29,7 +29,7 @@ import numpy as np
 
 from branches import branch_spec
 from errors import UserError, run
-from sampling import Stepper, banned_ids, encode_prompt, generate as sample_rows, validation_seeds
+from sampling import Stepper, banned_ids, check_model_matches, encode_prompt, generate as sample_rows, validation_seeds
 from vocab import decode_chars
 
 DEFAULT_LENGTH = {"char": 500, "headlines": 20}  # characters; words, if the headline has not ended
@@ -48,25 +48,16 @@ class Model:
             self.commit = resolve_rev(rev)
         self.stepper = Stepper(np.load(io.BytesIO(self._read(self.spec["weights"])), allow_pickle=False))
         self.vocab = json.loads(self._read(self.spec["vocab"]))
-        if self.stepper.vocab_size != len(self.vocab["tokens"]):
-            raise UserError(f"{self.spec['weights']} predicts {self.stepper.vocab_size} tokens but {self.spec['vocab']} "
-                            f"has {len(self.vocab['tokens'])}{self._where()}: they come from different runs; "
-                            f"run `dvc repro {self.spec['train_stage']}`")
+        check_model_matches(self.spec, self.stepper.vocab_size, self.vocab, self._where())
         self._val = None
 
     def _where(self) -> str:
         return (f" in {self.repo}" if self.repo else "") + (f" at {self.rev}" if self.rev else "")
 
     def _read(self, path) -> bytes:
+        from audit import read_bytes
         from_workspace = not (self.rev or self.repo)
-        if from_workspace:
-            try:
-                return open(path, "rb").read()
-            except FileNotFoundError:
-                content = None
-        else:
-            from audit import read_bytes
-            content = read_bytes(str(path), self.commit or self.rev, self.repo)
+        content = read_bytes(str(path), self.commit or self.rev, self.repo)
         if content is None:
             what = "model" if path == self.spec["weights"] else "file"
             fix = (f"run `dvc repro {self.spec['train_stage']}`, or `dvc pull` if it was pushed" if from_workspace

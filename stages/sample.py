@@ -14,10 +14,10 @@ import time
 import numpy as np
 
 from branches import branch_spec, load_split
-from errors import UserError, run
+from errors import run
 from files import sha256_file, write_json, write_text
 from params import integer, list_of, non_empty_string, optional, positive_int, positive_number, probability, read_params
-from sampling import Stepper, banned_ids, encode_prompt, generate, load_weights, validation_seeds
+from sampling import Stepper, banned_ids, check_model_matches, encode_prompt, generate, load_weights, validation_seeds
 from vocab import decode_chars, read_vocab
 
 COMMON_PARAMS = {"temperature": positive_number, "top_k": optional(positive_int), "top_p": optional(probability),
@@ -121,9 +121,7 @@ def main(branch: str = "char") -> None:
     rng = np.random.default_rng(params["seed"])
 
     stepper = Stepper(load_weights(spec["weights"], spec["train_stage"]))
-    if stepper.vocab_size != len(vocab["tokens"]):
-        raise UserError(f"{spec['weights']} predicts {stepper.vocab_size} tokens but {spec['vocab']} has "
-                        f"{len(vocab['tokens'])}: they come from different runs; run `dvc repro {spec['train_stage']}`")
+    check_model_matches(spec, stepper.vocab_size, vocab)
     started = time.monotonic()
     text, metrics, seeds, n_tokens = (sample_chars if branch == "char" else sample_headlines)(
         params, stepper, vocab, train, val, rng)

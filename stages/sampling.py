@@ -422,3 +422,10 @@ def encode_prompt(prompt: str, vocab: dict, source: str) -> np.ndarray:
         raise UserError(f"{source} has characters the model never saw in its training text{after}: "
                         + ", ".join(repr(c) for c in missing[:20]) + "; remove or replace them")
     return encode_chars(text, vocab, source)
+
+
+def check_model_matches(spec: dict, predicts: int, vocab: dict, where: str = "") -> None:
+    """A model that predicts another number of tokens than the vocabulary holds comes from another run."""
+    if predicts != len(vocab["tokens"]):
+        raise UserError(f"{spec['weights']} predicts {predicts} tokens but {spec['vocab']} has {len(vocab['tokens'])}"
+                        f"{where}: they come from different runs; run `dvc repro {spec['train_stage']}`")

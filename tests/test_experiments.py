@@ -12,7 +12,7 @@ import pytest
 
 from conftest import make_dvc_project, sh
 from test_pipeline import repro
-from test_remote import Gate, s3  # noqa: F401  (the S3 server fixture, and what it is built on)
+from test_remote import s3  # noqa: F401  (the S3 server fixture)
 
 EXPERIMENTS = {"wide": ["-S", "train-lstm.units=24"], "cold": ["-S", "sample.temperature=0.3"]}
 
