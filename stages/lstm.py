@@ -151,11 +151,69 @@ def distribution(name: str) -> tf.distribute.Strategy:
     """How training spreads over devices. `one_device`: TensorFlow's default placement (the
     first GPU, else the CPU). `mirrored`: tf.distribute's MirroredStrategy, a copy of the model
     on every GPU (every logical CPU when there is no GPU), each taking a slice of every batch,
-    gradients summed across them before each update."""
+    gradients summed across them before each update. `multi_worker`: MultiWorkerMirroredStrategy,
+    the same over several machines, which it finds in the TF_CONFIG environment variable (check it
+    first: train_lstm.worker_role); TensorFlow needs it made before anything else runs on a device."""
     if name == "one_device":
         return tf.distribute.get_strategy()
+    if name == "multi_worker":
+        with native_startup_log_filtered():  # the cluster's start-up chatter (gRPC, coordination service)
+            return tf.distribute.MultiWorkerMirroredStrategy()
     devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
     return tf.distribute.MirroredStrategy([d.name for d in devices])
+
+
+def fit_across_workers(model: keras.Model, strategy: tf.distribute.MultiWorkerMirroredStrategy) -> None:
+    """Let `model.fit` run under MultiWorkerMirroredStrategy, which Keras 3 (3.15) trips over in
+    two places (keras-team/keras#20585 and tensorflow/tensorflow#72388, both open):
+    - before training it builds the loss and optimizer on a first batch, averaged over the
+      replicas with one strategy.reduce of the whole (inputs, targets) pair, which this strategy
+      refuses: only shapes and types matter there, so build on this worker's share of the batch;
+    - after every step it averages each logged value over the workers along axis 0, which a
+      scalar (the loss) does not have: average scalars across workers along no axis.
+    Both are narrow patches of Keras' private API; tests/test_multi_worker.py trains two real
+    workers, so an upgrade that breaks them fails there."""
+    from keras.src import tree
+    from keras.src.backend.tensorflow import trainer
+
+    def build(iterator=None, data_batch=None):
+        if iterator is not None:
+            for _, _, batches in iterator:
+                data_batch = tree.map_structure(lambda v: strategy.experimental_local_results(v)[0], next(batches))
+                break
+        with strategy.scope():
+            model._symbolic_build(data_batch=data_batch)
+
+    model._maybe_symbolic_build = build
+    reduce_per_replica = trainer.reduce_per_replica
+
+    def reduce_scalars_across_workers(values, strategy, reduction="auto"):
+        def one(v):
+            if reduction in ("auto", "mean") and strategy.experimental_local_results(v)[0].shape.rank == 0:
+                return strategy.reduce("MEAN", v, axis=None)
+            return reduce_per_replica(v, strategy, reduction)
+        return tree.map_structure(one, values)
+
+    if not getattr(reduce_per_replica, "patched", False):
+        reduce_scalars_across_workers.patched = True
+        trainer.reduce_per_replica = reduce_scalars_across_workers
+
+
+def from_the_chief(strategy: tf.distribute.Strategy, arrays: list[np.ndarray]) -> list[np.ndarray]:
+    """The chief's `arrays` on every worker (each worker passes arrays of the same shapes): a sum
+    over all replicas to which only the first, the chief's, contributes. This is how a resumed
+    multi-worker run gives every worker the state only the chief keeps on disk. Sent as float64,
+    which holds float32 weights and integer counters (below 2**53) exactly."""
+    arrays = [np.asarray(a, dtype=np.float64) for a in arrays]
+
+    @tf.function
+    def share():
+        context = tf.distribute.get_replica_context()
+        first = tf.equal(context.replica_id_in_sync_group, 0)
+        return [context.all_reduce("sum", tf.where(first, a, tf.zeros_like(a))) for a in map(tf.constant, arrays)]
+
+    shared = strategy.run(share)
+    return [np.asarray(strategy.experimental_local_results(value)[0]) for value in shared]
 
 
 def device_and_kernel(model: keras.Model, strategy: tf.distribute.Strategy) -> tuple[str, str]:

@@ -10,7 +10,9 @@ metrics/train/<branch>/loss.tsv, the table `dvc plots show` draws: one row per e
 1 as Keras' "Epoch 1/30" counts, with the train and validation loss. Losses are cross-entropy in
 nats per token (a char, or a word); bits = nats / ln 2; perplexity = e^nats. `distribute:
 mirrored` trains a copy of the model on every GPU with tf.distribute.MirroredStrategy,
-batch_size being the global batch.
+batch_size being the global batch; `distribute: multi_worker` one on every machine that the
+TF_CONFIG environment variable lists, with MultiWorkerMirroredStrategy: every machine runs this
+script, and only the chief (worker 0) writes anything.
 
 A run that is killed resumes exactly: it ends with the weights, best_val_loss, best_epoch and
 epochs_run the uninterrupted run would have had. After every epoch, Keras' BackupAndRestore
@@ -28,6 +30,7 @@ what an exact resume needs. The folder is removed once training has finished.
 import csv
 import json
 import math
+import os
 import shutil
 import sys
 import time
@@ -44,11 +47,60 @@ from vocab import read_vocab
 
 PARAMS = {"layers": positive_int, "units": positive_int, "embedding_dim": positive_int, "dropout": dropout_rate,
           "batch_size": positive_int, "epochs": positive_int, "learning_rate": positive_number,
-          "seed": integer, "patience": non_negative_int, "distribute": one_of("one_device", "mirrored")}
+          "seed": integer, "patience": non_negative_int,
+          "distribute": one_of("one_device", "mirrored", "multi_worker")}
 
 
 CHECKPOINTS = Path("data/checkpoints")
 NOT_BINDING = ("epochs", "patience")  # a resumed run may change these
+
+
+class Role(NamedTuple):
+    index: int  # this process's place among the workers; 0 is the chief, which alone writes files
+    count: int  # workers in all
+
+    @property
+    def chief(self) -> bool:
+        return self.index == 0
+
+
+TF_CONFIG_EXAMPLE = ('TF_CONFIG=\'{"cluster": {"worker": ["host-a:12345", "host-b:12345"]}, '
+                     '"task": {"type": "worker", "index": 0}}\' on host-a, the same with "index": 1 on host-b')
+
+
+def worker_role(tf_config: str | None, param: str) -> Role:
+    """This process's place in a multi-worker run, from the TF_CONFIG environment variable that
+    tf.distribute.MultiWorkerMirroredStrategy reads (checked here, before TensorFlow loads, so
+    that a mistake is one clear message rather than a worker waiting for peers that never come)."""
+    def wrong(problem):
+        return UserError(f"{param} is multi_worker, but {problem}. Set TF_CONFIG on every machine "
+                         f"(see README.md, 'Training on several machines'), e.g. {TF_CONFIG_EXAMPLE}; "
+                         f"or set {param}: one_device")
+
+    if not tf_config:
+        raise wrong("the TF_CONFIG environment variable is not set")
+    try:
+        config = json.loads(tf_config)
+    except ValueError as err:
+        raise wrong(f"TF_CONFIG is not valid JSON ({err}): {tf_config!r}")
+    cluster = config.get("cluster") if isinstance(config, dict) else None
+    task = config.get("task") if isinstance(config, dict) else None
+    if not isinstance(cluster, dict) or not isinstance(cluster.get("worker", cluster.get("chief")), list):
+        raise wrong(f'TF_CONFIG has no "cluster" with a "worker" list of host:port addresses: {tf_config!r}')
+    others = sorted(set(cluster) - {"chief", "worker"})
+    if others:
+        raise wrong(f"TF_CONFIG's cluster names {', '.join(others)}, which MultiWorkerMirroredStrategy does not use "
+                    f"(only chief and worker)")
+    addresses = [*cluster.get("chief", []), *cluster.get("worker", [])]
+    bad = [a for a in addresses if not (isinstance(a, str) and a.rpartition(":")[0] and a.rpartition(":")[2].isdigit())]
+    if bad or not addresses:
+        raise wrong(f"TF_CONFIG's cluster addresses must be host:port, got {bad or addresses!r}")
+    kind, index = (task.get("type"), task.get("index")) if isinstance(task, dict) else (None, None)
+    if kind not in cluster or not isinstance(index, int) or not 0 <= index < len(cluster[kind]):
+        raise wrong(f'TF_CONFIG\'s "task" must name this machine\'s place in the cluster, as '
+                    f'{{"type": "worker", "index": i}} with i from 0 to {len(cluster.get("worker", [])) - 1}; '
+                    f"got {task!r}")
+    return Role(index + (len(cluster.get("chief", [])) if kind == "worker" else 0), len(addresses))
 
 
 def prepare_checkpoint(folder: Path, fingerprint: dict) -> tuple[int, str | None]:
@@ -170,7 +222,8 @@ def resumable_early_stopping(patience: int, folder: Path, done: int, so_far: Bes
     weights to `folder` whenever validation improves and, in a run resumed after `done` epochs,
     gives EarlyStopping back the state (`so_far`) its on_train_begin has just reset. List them
     after BackupAndRestore: it saves an epoch before these save its weights as the best, so a
-    best epoch missing from best.npz is the checkpoint's last, whose weights it loads first."""
+    best epoch missing from best.npz is the checkpoint's last, whose weights it loads first.
+    `folder` None (a worker other than the chief, which saves nothing): the same decisions, no files."""
     import keras
 
     stopper = keras.callbacks.EarlyStopping(patience=patience, restore_best_weights=True)
@@ -178,11 +231,11 @@ def resumable_early_stopping(patience: int, folder: Path, done: int, so_far: Bes
     def restore(logs=None):
         if done:
             stopper.best, stopper.best_epoch, stopper.wait = so_far.loss, so_far.epoch, so_far.wait
-            saved = saved_best_weights(folder, so_far.epoch)
+            saved = saved_best_weights(folder, so_far.epoch) if folder else None
             stopper.best_weights = saved if saved is not None else stopper.model.get_weights()
 
     def keep(epoch, logs=None):
-        if stopper.best_epoch == epoch:  # this epoch improved on the best
+        if folder and stopper.best_epoch == epoch:  # this epoch improved on the best
             save_best_weights(folder, epoch, stopper.best_weights)
 
     return [stopper, keras.callbacks.LambdaCallback(on_train_begin=restore, on_epoch_end=keep)]
@@ -203,6 +256,17 @@ def compiled_model(params: dict, vocab_size: int):
     return model, strategy
 
 
+def saved_training_state(params: dict, vocab_size: int, folder: Path) -> list[np.ndarray]:
+    """The weights and optimizer state in the checkpoint in `folder`, in the order of
+    [*model.weights, *model.optimizer.variables], read through a model of the same shape made
+    on this process alone: reading the distributed model's variables would start collective
+    operations that the other workers, which have no checkpoint, never join."""
+    model, _ = compiled_model({**params, "distribute": "one_device"}, vocab_size)
+    model.optimizer.build(model.trainable_variables)
+    model.load_weights(folder / "backup" / "latest.weights.h5")
+    return [np.asarray(v.numpy()) for v in (*model.weights, *model.optimizer.variables)]
+
+
 def keep_logged_epochs(live_dir: Path, done: int) -> None:
     """Drop the rows of DVCLive's per-epoch logs past the `done` epochs a checkpoint holds."""
     for log in (live_dir / "plots" / "metrics").rglob("*.tsv"):
@@ -213,12 +277,15 @@ def keep_logged_epochs(live_dir: Path, done: int) -> None:
 def main(branch: str = "char") -> None:
     spec = branch_spec(branch)
     params = read_params(spec["train_stage"], PARAMS)
+    role = (worker_role(os.environ.get("TF_CONFIG"), f"{spec['train_stage']}.distribute")
+            if params["distribute"] == "multi_worker" else Role(0, 1))
     vocab = read_vocab(spec["vocab"])
     train, val = (load_split(spec[s], vocab, spec["upstream"]) for s in ("train", "val"))
 
     # TensorFlow loads only once the inputs are known to be good, and through lstm first: it
     # quiets TensorFlow's own start-up logging, which must happen before anything imports it.
-    from lstm import EpochSeeds, device_and_kernel, sampler_weights, split_dataset, targets_per_epoch
+    from lstm import (EpochSeeds, device_and_kernel, fit_across_workers, from_the_chief, sampler_weights, split_dataset,
+                      targets_per_epoch)
     import keras
     from dvclive import Live
     from dvclive.keras import DVCLiveCallback
@@ -226,24 +293,51 @@ def main(branch: str = "char") -> None:
     model, strategy = compiled_model(params, len(vocab["tokens"]))
     device, kernel = device_and_kernel(model, strategy)
     unit = vocab.get("unit", "char")
-    print(f"training {branch} on {device} with the {kernel} LSTM kernel: "
+    worker = f"worker {role.index} of {role.count} ({'the chief' if role.chief else 'writes nothing'}): " if role.count > 1 else ""
+    print(f"{worker}training {branch} on {device} with the {kernel} LSTM kernel: "
           f"{targets_per_epoch(train, vocab):,} {unit}s to predict per epoch", file=sys.stderr)
 
+    # Only the chief keeps a checkpoint (the other workers write nothing): it decides whether to
+    # resume, and a resumed multi-worker run starts every worker from the chief's state.
     checkpoint = CHECKPOINTS / branch
-    fingerprint = {"params": {k: v for k, v in params.items() if k not in NOT_BINDING},
-                   "data": {str(spec[s]): sha256_file(spec[s]) for s in ("train", "val", "vocab")}}
-    done, note = prepare_checkpoint(checkpoint, fingerprint)
-    if note:
-        print(note, file=sys.stderr)
+    done, so_far = 0, Best(None, 0, 0, False)
+    if role.chief:
+        fingerprint = {"params": {k: v for k, v in params.items() if k not in NOT_BINDING},
+                       "data": {str(spec[s]): sha256_file(spec[s]) for s in ("train", "val", "vocab")}}
+        done, note = prepare_checkpoint(checkpoint, fingerprint)
+        if note:
+            print(note, file=sys.stderr)
+        so_far = early_stopping_state(logged_val_losses(checkpoint / "live"), params["patience"])
+    if role.count > 1:
+        fit_across_workers(model, strategy)
+        state = from_the_chief(strategy, [np.array([done, np.nan if so_far.loss is None else so_far.loss,
+                                                    so_far.epoch, so_far.wait, so_far.stop])])[0]
+        done, so_far = int(state[0]), Best(None if np.isnan(state[1]) else float(state[1]), *map(int, state[2:4]), bool(state[4]))
+        if done:  # the weights and the optimizer's state after `done` epochs, as the chief saved them
+            with strategy.scope():
+                model.optimizer.build(model.trainable_variables)
+            variables = [*model.weights, *model.optimizer.variables]
+            saved = (saved_training_state(params, len(vocab["tokens"]), checkpoint) if role.chief
+                     else [np.zeros(v.shape) for v in variables])
+            with strategy.scope():
+                for variable, value in zip(variables, from_the_chief(strategy, saved)):
+                    variable.assign(value.astype(variable.dtype))
 
     # DVCLive logs beside the checkpoint (so a resumed run keeps the earlier epochs), and the log
     # replaces metrics/train/<branch> only once training has finished: a killed run leaves
     # nothing there that looks like a result.
     batch = params["batch_size"]
-    live = Live(str(checkpoint / "live"), resume=bool(done), dvcyaml=False, save_dvc_exp=False)
-    if done:
-        live.step = done  # the next epoch's row; DVCLive's own guess is off by one after epoch 1
-    so_far = early_stopping_state(logged_val_losses(checkpoint / "live"), params["patience"])
+    callbacks = [EpochSeeds(), *resumable_early_stopping(params["patience"] or params["epochs"],
+                                                         checkpoint if role.chief else None, done, so_far)]
+    if role.chief:
+        live = Live(str(checkpoint / "live"), resume=bool(done), dvcyaml=False, save_dvc_exp=False)
+        if done:
+            live.step = done  # the next epoch's row; DVCLive's own guess is off by one after epoch 1
+        # DVCLive logs an epoch before BackupAndRestore records it: a run killed in between has
+        # logged one epoch too many, which keep_logged_epochs drops, never one too few.
+        callbacks[:0] = [DVCLiveCallback(live=live),
+                         keras.callbacks.BackupAndRestore(str(checkpoint / "backup"), double_checkpoint=True,
+                                                          delete_checkpoint=False)]
     over = so_far.stop or done >= params["epochs"]
     if done and over:
         why = f"patience {params['patience']} ran out" if so_far.stop else f"epochs: {params['epochs']} reached"
@@ -256,15 +350,13 @@ def main(branch: str = "char") -> None:
         steps_per_epoch=math.ceil(examples / batch),
         validation_data=split_dataset(val, vocab, batch),
         # A run that is over trains no epoch; the callbacks still load its best weights.
-        epochs=done if over else params["epochs"], verbose=2, shuffle=False,  # the dataset shuffles itself
-        # DVCLive logs an epoch before BackupAndRestore records it: a run killed in between has
-        # logged one epoch too many, which keep_logged_epochs drops, never one too few.
-        callbacks=[DVCLiveCallback(live=live),
-                   keras.callbacks.BackupAndRestore(str(checkpoint / "backup"), double_checkpoint=True,
-                                                    delete_checkpoint=False),
-                   EpochSeeds(),
-                   *resumable_early_stopping(params["patience"] or params["epochs"], checkpoint, done, so_far)])
+        initial_epoch=done, epochs=done if over else params["epochs"], verbose=2 if role.chief else 0,
+        shuffle=False,  # the dataset shuffles itself
+        callbacks=callbacks)
     seconds = time.monotonic() - started
+    if not role.chief:
+        print(f"{worker}done; worker 0 wrote the model and the metrics", file=sys.stderr)
+        return
     # The scores come from the log of every epoch, before and after a resume.
     val_losses = logged_val_losses(checkpoint / "live")
     table = loss_table(checkpoint / "live")
@@ -280,7 +372,8 @@ def main(branch: str = "char") -> None:
                "best_val_perplexity": math.exp(best), "best_epoch": final.epoch + 1,
                "epochs_run": len(val_losses), "resumed_after_epoch": done, "train_seconds": round(seconds, 1),
                "tokens_per_second": round(ran * targets_per_epoch(train, vocab) / seconds) if ran else 0,
-               "device": device, "replicas": strategy.num_replicas_in_sync, "lstm_kernel": kernel}
+               "device": device, "replicas": strategy.num_replicas_in_sync, "workers": role.count,
+               "lstm_kernel": kernel}
     for name, value in summary.items():
         live.log_metric(name, value, plot=False)
     live.make_summary()

@@ -5,6 +5,7 @@ import contextlib
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -214,8 +215,18 @@ def dvc_env() -> dict:
     return env
 
 
-def sh(args, cwd, env, check=True) -> subprocess.CompletedProcess:
-    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+def sh(args, cwd, env, check=True, timeout=600) -> subprocess.CompletedProcess:
+    """Run a command; past `timeout` seconds kill it and everything it started (its own session),
+    so a hung command fails its test with what it printed instead of stalling the run."""
+    popen = subprocess.Popen(args, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        stdout, stderr = popen.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(popen.pid, signal.SIGKILL)
+        stdout, stderr = popen.communicate()
+        raise AssertionError(f"{' '.join(args)} still running after {timeout} s: killed\n{stdout}\n{stderr}")
+    proc = subprocess.CompletedProcess(args, popen.returncode, stdout, stderr)
     if check and proc.returncode:
         raise AssertionError(f"{' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
     return proc

@@ -188,7 +188,7 @@ def test_train_params_are_checked_before_tensorflow_loads(in_tmp):
         "params.yaml: train-lstm.dropout = 1.0 must be a number >= 0 and < 1",
         "params.yaml: train-lstm.batch_size = 0 must be a whole number > 0",
         "params.yaml: train-lstm.learning_rate = 0 must be a number > 0",
-        "params.yaml: train-lstm.distribute = 'multi_gpu' must be one of: one_device, mirrored"]
+        "params.yaml: train-lstm.distribute = 'multi_gpu' must be one of: one_device, mirrored, multi_worker"]
 
 
 # --- atomic writes --------------------------------------------------------------------------

@@ -76,13 +76,18 @@ def test_two_queued_experiments_run_at_once_without_colliding(dvc_project, monke
     for units in (12, 20):
         sh(["dvc", "exp", "run", "--queue", "-n", f"units-{units}", "-S", f"train-lstm.units={units}"], repo, env)
     sh(["dvc", "queue", "start", "-j", "2"], repo, env)
-    deadline = time.monotonic() + 300
-    while True:
-        status = sh(["dvc", "queue", "status"], repo, env).stdout
-        if "Queued" not in status and "Running" not in status:
-            break
-        assert time.monotonic() < deadline, status
-        time.sleep(2)
+    try:
+        deadline = time.monotonic() + 420
+        while True:
+            status = sh(["dvc", "queue", "status"], repo, env, timeout=120).stdout
+            if "Queued" not in status and "Running" not in status:
+                break
+            if time.monotonic() > deadline:
+                logs = [sh(["dvc", "queue", "logs", f"units-{u}"], repo, env, check=False, timeout=60) for u in (12, 20)]
+                raise AssertionError(status + "".join(log.stdout + log.stderr for log in logs))
+            time.sleep(2)
+    finally:  # no worker outlives the test, whatever happened
+        sh(["dvc", "queue", "stop", "--kill"], repo, env, check=False, timeout=120)
     assert status.count("Success") == 2, status
     monkeypatch.chdir(repo)
     for units in (12, 20):  # each experiment's record and its model agree: no shared paths mixed them up

@@ -1,0 +1,172 @@
+"""train-lstm across machines (`distribute: multi_worker`): two real worker processes on
+127.0.0.1, each in its own copy of the project as on its own machine, joined by TF_CONFIG.
+Only the chief writes; the other writes nothing DVC tracks; a killed pair resumes from the
+chief's checkpoint; and the result is one-process training's, up to float rounding."""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import ROOT, TINY, run_data_stages, write_params
+from errors import UserError
+from train_lstm import Role, worker_role
+
+PARAM = "train-lstm.distribute"
+# Dropout 0 and the same global batch: one process and two workers then compute the same
+# updates, except that the gradient is summed over two replicas in another order, a float32
+# rounding difference (seen here: about 1e-7 of the loss). 1e-3 allows for that growing over a
+# few epochs and nothing more: a worker that skipped its half of a batch, or resumed from its own
+# state rather than the chief's, moves the loss by far more.
+TOLERANCE = 1e-3
+EPOCHS = 6
+
+
+def train_params(folder, distribute):
+    write_params(folder, **{**TINY, "train_lstm": {**TINY["train_lstm"], "epochs": EPOCHS, "dropout": 0.0,
+                                                   "patience": 0, "distribute": distribute}})
+
+
+@pytest.fixture(scope="module")
+def machines(tmp_path_factory):
+    """Two folders with the same data stages run, as two machines after `dvc pull`, and the
+    validation losses of one-process training there (the reference)."""
+    chief = tmp_path_factory.mktemp("machine-a")
+    run_data_stages(chief)
+    other = tmp_path_factory.mktemp("machine-b")
+    shutil.copytree(chief, other, dirs_exist_ok=True)
+    alone = tmp_path_factory.mktemp("one-process")
+    shutil.copytree(chief, alone, dirs_exist_ok=True)
+    train_params(alone, "one_device")
+    subprocess.run([sys.executable, str(ROOT / "stages/train_lstm.py"), "char"], cwd=alone, check=True,
+                   capture_output=True, timeout=300)
+    return chief, other, validation_losses(alone)
+
+
+def validation_losses(folder):
+    rows = (folder / "metrics/train/char/loss.tsv").read_text().splitlines()[1:]
+    return [float(row.split("\t")[2]) for row in rows]
+
+
+def free_ports(n):
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def start_workers(folders):
+    """One train-lstm process per folder, worker i in folders[i], on free ports of 127.0.0.1."""
+    cluster = [f"127.0.0.1:{port}" for port in free_ports(len(folders))]
+    procs = []
+    for index, folder in enumerate(folders):
+        train_params(folder, "multi_worker")
+        tf_config = json.dumps({"cluster": {"worker": cluster}, "task": {"type": "worker", "index": index}})
+        procs.append(subprocess.Popen([sys.executable, str(ROOT / "stages/train_lstm.py"), "char"], cwd=folder,
+                                      env={**os.environ, "TF_CONFIG": tf_config},
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
+    return procs
+
+
+def finish(procs):
+    logs = []
+    for proc in procs:
+        try:
+            logs.append(proc.communicate(timeout=300)[1])
+        finally:
+            proc.kill()
+    assert [p.returncode for p in procs] == [0, 0], "\n----\n".join(logs)
+    return logs
+
+
+def tracked_by_dvc(folder):
+    """What of train-lstm's outputs (and its checkpoint) exists in `folder`."""
+    return sorted(str(p.relative_to(folder)) for p in
+                  [*folder.glob("data/models/*"), *folder.glob("metrics/train/*"), *folder.glob("data/checkpoints/*")])
+
+
+def test_two_workers_train_one_model_as_one_process_would(machines):
+    chief, other, alone = machines
+    logs = finish(start_workers([chief, other]))
+    assert "worker 0 of 2 (the chief)" in logs[0] and "worker 1 of 2 (writes nothing)" in logs[1]
+    assert tracked_by_dvc(chief) == ["data/models/char.keras", "data/models/char.npz", "metrics/train/char"]
+    assert tracked_by_dvc(other) == []  # the other machine's tree is as `dvc pull` left it
+    metrics = json.loads((chief / "metrics/train/char/metrics.json").read_text())
+    assert (metrics["workers"], metrics["replicas"], metrics["epochs_run"]) == (2, 2, EPOCHS)
+    assert validation_losses(chief) == pytest.approx(alone, rel=TOLERANCE)
+
+
+def test_a_killed_pair_of_workers_resumes_from_the_chiefs_checkpoint(machines):
+    chief, other, alone = machines
+    for folder in (chief, other):
+        shutil.rmtree(folder / "metrics/train", ignore_errors=True)
+        shutil.rmtree(folder / "data/models", ignore_errors=True)
+    procs = start_workers([chief, other])
+    backup = chief / "data/checkpoints/char/backup/training_metadata.json"
+    deadline = time.monotonic() + 240
+    while True:
+        assert all(p.poll() is None for p in procs) and time.monotonic() < deadline, "training ended before the kill"
+        try:
+            if json.loads(backup.read_text())["epoch"] >= 2:
+                break
+        except (OSError, ValueError, KeyError):  # not written yet, or caught mid-write
+            pass
+        time.sleep(0.05)
+    for proc in procs:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert tracked_by_dvc(other) == []  # not even a checkpoint: the chief's is the only one
+
+    logs = finish(start_workers([chief, other]))
+    assert "resuming the interrupted run after epoch" in logs[0], logs[0]
+    metrics = json.loads((chief / "metrics/train/char/metrics.json").read_text())
+    assert 2 <= metrics["resumed_after_epoch"] < EPOCHS and metrics["epochs_run"] == EPOCHS
+    assert validation_losses(chief) == pytest.approx(alone, rel=TOLERANCE)
+    assert tracked_by_dvc(other) == []
+
+
+@pytest.mark.parametrize("tf_config, problem", [
+    (None, "the TF_CONFIG environment variable is not set"),
+    ("{cluster: }", "TF_CONFIG is not valid JSON"),
+    ('{"task": {"type": "worker", "index": 0}}', 'TF_CONFIG has no "cluster" with a "worker" list'),
+    ('{"cluster": {"worker": ["127.0.0.1"]}, "task": {"type": "worker", "index": 0}}', "must be host:port"),
+    ('{"cluster": {"worker": ["a:1", "b:2"], "ps": ["c:3"]}, "task": {"type": "worker", "index": 0}}',
+     "names ps, which MultiWorkerMirroredStrategy does not use"),
+    ('{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 2}}',
+     '"task" must name this machine\'s place in the cluster'),
+    ('{"cluster": {"worker": ["a:1", "b:2"]}}', '"task" must name this machine\'s place in the cluster'),
+])
+def test_a_missing_or_malformed_tf_config_is_named(tf_config, problem):
+    with pytest.raises(UserError) as err:
+        worker_role(tf_config, PARAM)
+    assert problem in str(err.value) and f"{PARAM} is multi_worker" in str(err.value)
+    assert "README.md, 'Training on several machines'" in str(err.value)
+
+
+def test_each_process_finds_its_place_in_the_cluster():
+    two = '{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": %d}}'
+    assert [worker_role(two % i, PARAM) for i in (0, 1)] == [Role(0, 2), Role(1, 2)]
+    with_chief = '{"cluster": {"chief": ["a:1"], "worker": ["b:2", "c:3"]}, "task": {"type": "%s", "index": %d}}'
+    assert worker_role(with_chief % ("chief", 0), PARAM) == Role(0, 3)
+    assert worker_role(with_chief % ("worker", 1), PARAM) == Role(2, 3)
+    assert not Role(2, 3).chief and Role(0, 3).chief
+
+
+def test_the_stage_says_so_before_loading_tensorflow(tmp_path, monkeypatch):
+    run_data_stages(tmp_path, train_lstm={**TINY["train_lstm"], "distribute": "multi_worker"})
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, str(ROOT / "stages/train_lstm.py"), "char"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith(f"error: {PARAM} is multi_worker, but the TF_CONFIG environment variable is not set")
+    assert time.monotonic() - started < 10  # TensorFlow takes longer than this just to import
