@@ -256,6 +256,28 @@ def compiled_model(params: dict, vocab_size: int):
     return model, strategy
 
 
+def start_from_the_chiefs_state(model, strategy, params: dict, checkpoint: Path, chief: bool,
+                                done: int, so_far: Best) -> tuple[int, Best]:
+    """In a multi-worker run, give every worker what only the chief knows: the epochs its
+    checkpoint holds, the early-stopping state and, when resuming, the weights and optimizer
+    state. Every worker calls this at the same point (each sharing is a collective operation)."""
+    from lstm import fit_across_workers, from_the_chief
+
+    fit_across_workers(model, strategy)
+    state = [done, np.nan if so_far.loss is None else so_far.loss, so_far.epoch, so_far.wait, so_far.stop]
+    done, loss, epoch, wait, stop = from_the_chief(strategy, [np.array(state)])[0]
+    if done:
+        with strategy.scope():
+            model.optimizer.build(model.trainable_variables)
+        variables = [*model.weights, *model.optimizer.variables]
+        saved = (saved_training_state(params, model.get_layer("logits").units, checkpoint) if chief
+                 else [np.zeros(v.shape) for v in variables])
+        with strategy.scope():
+            for variable, value in zip(variables, from_the_chief(strategy, saved)):
+                variable.assign(value.astype(variable.dtype))
+    return int(done), Best(None if np.isnan(loss) else float(loss), int(epoch), int(wait), bool(stop))
+
+
 def saved_training_state(params: dict, vocab_size: int, folder: Path) -> list[np.ndarray]:
     """The weights and optimizer state in the checkpoint in `folder`, in the order of
     [*model.weights, *model.optimizer.variables], read through a model of the same shape made
@@ -284,8 +306,7 @@ def main(branch: str = "char") -> None:
 
     # TensorFlow loads only once the inputs are known to be good, and through lstm first: it
     # quiets TensorFlow's own start-up logging, which must happen before anything imports it.
-    from lstm import (EpochSeeds, device_and_kernel, fit_across_workers, from_the_chief, sampler_weights, split_dataset,
-                      targets_per_epoch)
+    from lstm import EpochSeeds, device_and_kernel, sampler_weights, split_dataset, targets_per_epoch
     import keras
     from dvclive import Live
     from dvclive.keras import DVCLiveCallback
@@ -309,19 +330,7 @@ def main(branch: str = "char") -> None:
             print(note, file=sys.stderr)
         so_far = early_stopping_state(logged_val_losses(checkpoint / "live"), params["patience"])
     if role.count > 1:
-        fit_across_workers(model, strategy)
-        state = from_the_chief(strategy, [np.array([done, np.nan if so_far.loss is None else so_far.loss,
-                                                    so_far.epoch, so_far.wait, so_far.stop])])[0]
-        done, so_far = int(state[0]), Best(None if np.isnan(state[1]) else float(state[1]), *map(int, state[2:4]), bool(state[4]))
-        if done:  # the weights and the optimizer's state after `done` epochs, as the chief saved them
-            with strategy.scope():
-                model.optimizer.build(model.trainable_variables)
-            variables = [*model.weights, *model.optimizer.variables]
-            saved = (saved_training_state(params, len(vocab["tokens"]), checkpoint) if role.chief
-                     else [np.zeros(v.shape) for v in variables])
-            with strategy.scope():
-                for variable, value in zip(variables, from_the_chief(strategy, saved)):
-                    variable.assign(value.astype(variable.dtype))
+        done, so_far = start_from_the_chiefs_state(model, strategy, params, checkpoint, role.chief, done, so_far)
 
     # DVCLive logs beside the checkpoint (so a resumed run keeps the earlier epochs), and the log
     # replaces metrics/train/<branch> only once training has finished: a killed run leaves
