@@ -13,11 +13,13 @@ on this machine, so that the ratios mean something where absolute times are nois
 3. sampling: the tutorial's generation loop against this project's sampler, and generate.py's
    time to its first character (benchmarks/sample_speed.py).
 
-Writes metrics/benchmarks.json and prints the ratios. The book and the headlines are downloaded
+Writes metrics/benchmarks.json (keeping the "scale" figures of benchmarks/scale.py, which runs on
+its own) and prints the ratios. The book and the headlines are downloaded
 as by `dvc repro`: from the network, or from GUTENBERG_MIRROR when set.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -27,8 +29,8 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+from typing import NamedTuple
 
 import yaml
 
@@ -40,22 +42,61 @@ from files import write_json  # noqa: E402
 PROJECT_FILES = ["dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", ".dvc/config", ".dvc/.gitignore"]
 
 
-def measured(cmd: list, cwd: Path, env: dict, log: Path) -> tuple[float, float]:
-    """Run `cmd` to completion; return its wall seconds and its peak resident memory in MiB."""
-    started = time.monotonic()
-    with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    seconds = time.monotonic() - started
+# Linux carries a process's peak memory across fork and exec, so a command started from here
+# would report at least this process's own peak as its own. A small launcher starts it instead,
+# and writes down the seconds it ran, the peak wait4 reports for it (its own alone, the
+# launcher's few MiB aside) and the CPU seconds it used.
+LAUNCHER = """
+import os, sys, time
+started = time.monotonic()
+pid = os.fork()
+if pid == 0:
+    os.execvp(sys.argv[2], sys.argv[2:])
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as f:
+    f.write(f"{time.monotonic() - started} {usage.ru_maxrss} {usage.ru_utime + usage.ru_stime}")
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+class Measured(NamedTuple):
+    seconds: float      # wall time
+    peak_mib: float     # peak resident memory
+    cpu_seconds: float  # user + system: unlike wall time, hardly changed by other jobs on the machine
+
+
+def measured(cmd: list, cwd: Path, env: dict, log: Path) -> Measured:
+    """Run `cmd` to completion, its output to `log`; what it cost."""
+    with open(log, "w") as out, tempfile.NamedTemporaryFile("r") as figures:
+        proc = subprocess.run([sys.executable, "-c", LAUNCHER, figures.name, *map(str, cmd)], cwd=cwd, env=env,
+                              stdout=out, stderr=subprocess.STDOUT)
+        seconds, peak, cpu = figures.read().split()
     if proc.returncode:
         sys.exit(f"{' '.join(map(str, cmd))} failed (exit {proc.returncode}); its output is in {log}")
-    return seconds, usage.ru_maxrss / (1024 if sys.platform != "darwin" else 1024 ** 2)
+    return Measured(float(seconds), int(peak) / (1024 if sys.platform != "darwin" else 1024 ** 2), float(cpu))
+
+
+@contextlib.contextmanager
+def work_folder(prefix: str, keep: bool, holding: str):
+    """A temporary folder for a benchmark's files, removed after it unless `keep`, or unless the
+    benchmark failed: then its logs are wanted."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    print(f"working in {work}", file=sys.stderr)
+    try:
+        yield work
+    except BaseException:
+        keep = True
+        raise
+    finally:
+        if keep:
+            print(f"kept {work}: {holding}", file=sys.stderr)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 def repro(project: Path, env: dict, log: Path) -> tuple[float, list]:
     """`dvc repro` in `project`: its wall seconds and the stages it ran."""
-    seconds, _ = measured(["dvc", "repro"], project, env, log)
+    seconds = measured(["dvc", "repro"], project, env, log).seconds
     return seconds, re.findall(r"Running stage '([^']+)'", log.read_text())
 
 
@@ -88,7 +129,8 @@ def pipeline(work: Path, env: dict, epochs: int) -> tuple[Path, dict]:
     full, ran = repro(project, env, work / "repro-full.log")
     noop = statistics.median(repro(project, env, work / f"repro-noop-{i}.log")[0] for i in range(3))
     # train-lstm on its own, for its peak memory (epochs do not change it: the data is loaded once)
-    _, train_peak = measured([sys.executable, "stages/train_lstm.py", "char"], project, env, work / "train-lstm.log")
+    train_peak = measured([sys.executable, "stages/train_lstm.py", "char"], project, env,
+                          work / "train-lstm.log").peak_mib
     train_metrics = json.loads((project / "metrics/train/char/metrics.json").read_text())
     return project, {"epochs": epochs, "full_seconds": round(full, 1), "stages_in_full_run": len(ran),
                      "noop_seconds": round(noop, 2), "train_lstm_peak_rss_mib": round(train_peak),
@@ -113,9 +155,9 @@ def training(work: Path, env: dict, minutes: float) -> dict:
     for method in ("tutorial", "ours"):
         out = work / f"training-{method}.json"
         print(f"training benchmark: {method}, {minutes:g} minutes of training…", file=sys.stderr)
-        _, peak = measured([sys.executable, str(ROOT / "benchmarks/training.py"), method, "--project",
-                            str(work / "project"), "--minutes", str(minutes), "--out", str(out)],
-                           ROOT, env, work / f"training-{method}.log")
+        peak = measured([sys.executable, str(ROOT / "benchmarks/training.py"), method, "--project",
+                         str(work / "project"), "--minutes", str(minutes), "--out", str(out)],
+                        ROOT, env, work / f"training-{method}.log").peak_mib
         runs[method] = {**json.loads(out.read_text()), "peak_rss_mib": round(peak)}
     tutorial, ours = runs["tutorial"], runs["ours"]
     # Time for ours to reach the tutorial's end-of-budget loss, both probed on the same held-out characters.
@@ -185,10 +227,7 @@ def main() -> None:
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
            "GIT_AUTHOR_NAME": "benchmark", "GIT_AUTHOR_EMAIL": "benchmark@127.0.0.1",
            "GIT_COMMITTER_NAME": "benchmark", "GIT_COMMITTER_EMAIL": "benchmark@127.0.0.1"}
-    work = Path(tempfile.mkdtemp(prefix="lstm-textgen-benchmarks-"))
-    print(f"working in {work}", file=sys.stderr)
-    finished = False
-    try:
+    with work_folder("lstm-textgen-benchmarks-", args.keep, "the logs and the project copy") as work:
         if args.only == "sampling":
             results = json.loads(args.out.read_text())
             results["sampling_before"] = results.pop("sampling")
@@ -196,15 +235,10 @@ def main() -> None:
         else:
             print("pipeline benchmark: dvc repro from nothing…", file=sys.stderr)
             project, pipe = pipeline(work, env, args.pipeline_epochs)
+            scale = json.loads(args.out.read_text()).get("scale") if args.out.exists() else None
             results = {"machine": machine(), "training": training(work, env, args.minutes),
-                       "sampling": sampling(work, env)}
+                       "sampling": sampling(work, env)} | ({"scale": scale} if scale else {})  # scale.py's, kept
             results["pipeline"] = seq_length_change(project, pipe, work, env)
-        finished = True
-    finally:
-        if finished and not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
-        else:
-            print(f"kept {work}: the logs and the project copy", file=sys.stderr)
     write_json(args.out, results)
     print(report(results))
     print(f"written to {args.out}", file=sys.stderr)

@@ -9,12 +9,16 @@ source is tried; nothing is written in its place.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
 import shutil
 import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
+from typing import NamedTuple
 
 from errors import UserError
 from files import atomic_path
@@ -27,6 +31,10 @@ RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 RETRY_AFTER_MAX = 120  # seconds; a server asking for longer is down: better to move on soon
 HTML_STARTS = (b"<!doctype html", b"<html")
 HTML_PAGE = "an HTML page, not a plain-text file (a login or error page?)"
+# Downloads at once (fetch_many). A few connections hide each request's round trips and the
+# server's time to first byte; more would mostly share the same bandwidth, and Project
+# Gutenberg asks robots to go gently on its servers.
+POOL_SIZE = 4
 
 
 def _is_url(source: str) -> bool:
@@ -177,9 +185,11 @@ def _after(attempts: int) -> str:
     return f" (after {attempts} attempts)" if attempts > 1 else ""
 
 
-def _fetch_http(url: str, dest, what: str, attempts: int, timeout: float, backoff: float) -> str | None:
+def _fetch_http(url: str, dest, what: str, attempts: int, timeout: float, backoff: float,
+                progress=None) -> str | None:
     """Download `url` to `dest`; None if done, else why not. urllib3's Retry retries connections,
-    timeouts and the status list; a body that breaks off is retried here, from the same budget."""
+    timeouts and the status list; a body that breaks off is retried here, from the same budget.
+    Bytes are counted on `progress` (anything with update(n)), or on a bar of this file's own."""
     import requests  # only the download stages pay for importing it
     from requests.adapters import HTTPAdapter
     from tqdm import tqdm
@@ -193,12 +203,12 @@ def _fetch_http(url: str, dest, what: str, attempts: int, timeout: float, backof
 
     def save(resp, tmp):
         length = resp.headers.get("Content-Length", "")
-        with open(tmp, "wb") as f, tqdm(total=int(length) if length.isdigit() else None, unit="B",
-                                        unit_scale=True, desc=Path(dest).name, file=sys.stderr, disable=None,
-                                        leave=False) as bar:
+        own = None if progress else tqdm(total=int(length) if length.isdigit() else None, unit="B", unit_scale=True,
+                                         desc=Path(dest).name, file=sys.stderr, disable=None, leave=False)
+        with open(tmp, "wb") as f, own or contextlib.nullcontext():
             for chunk in resp.iter_content(chunk_size=1 << 16):
                 f.write(chunk)
-                bar.update(len(chunk))
+                (progress or own).update(len(chunk))
 
     while True:
         with requests.Session() as session:
@@ -228,7 +238,7 @@ def _fetch_http(url: str, dest, what: str, attempts: int, timeout: float, backof
 
 
 def fetch(urls: list[str], dest: str | os.PathLike, what: str, *, hint: str = "",
-          attempts: int = 4, timeout: float = 30.0, backoff: float = 1.0) -> str:
+          attempts: int = 4, timeout: float = 30.0, backoff: float = 1.0, progress=None) -> str:
     """Download the first of `urls` that serves a text file to `dest`; return the URL used.
 
     A URL may also be a local file path (copied). Up to `attempts` tries per URL: timeouts,
@@ -236,14 +246,17 @@ def fetch(urls: list[str], dest: str | os.PathLike, what: str, *, hint: str = ""
     waiting `backoff` × 2^n seconds (urllib3's schedule) or what Retry-After asks; 4xx, a host
     name that does not resolve, and an empty or HTML body move on to the next URL at once. On
     failure, one UserError names `what` and every URL tried with its reason, then `hint`; `dest`
-    is never left half-written, nor written with a refused body.
+    is never left half-written, nor written with a refused body. The bytes are counted on
+    `progress` (anything with update(n)) when given, else on a progress bar of their own.
     """
     failures = []
     for url in urls:
         if _is_url(url):
-            reason = _fetch_http(url, dest, what, max(attempts, 1), timeout, backoff)
+            reason = _fetch_http(url, dest, what, max(attempts, 1), timeout, backoff, progress)
         elif Path(url).is_file():
             reason = _write_checked(dest, lambda tmp: shutil.copyfile(url, tmp))
+            if reason is None and progress:
+                progress.update(Path(dest).stat().st_size)
         else:
             reason = "no such file"
         if reason is None:
@@ -251,3 +264,57 @@ def fetch(urls: list[str], dest: str | os.PathLike, what: str, *, hint: str = ""
         failures.append(f"{url}: {reason}")
     raise UserError(f"could not download {what}; tried:\n  " + "\n  ".join(failures)
                     + (f"\n{hint}" if hint else ""))
+
+
+class Download(NamedTuple):
+    what: str         # for messages: "Gutenberg book 11"
+    urls: list[str]   # tried in order
+    dest: Path
+
+
+class SharedBar:
+    """One progress bar for downloads running at once: the bytes as they arrive, and how many
+    files are done in its label. Threads update it, hence the lock."""
+
+    def __init__(self, files: int, label: str):
+        from tqdm import tqdm
+        self.files, self.label, self.done, self.lock = files, label, 0, threading.Lock()
+        self.bar = tqdm(unit="B", unit_scale=True, desc=self._desc(), file=sys.stderr, disable=None)
+
+    def _desc(self) -> str:
+        return f"{self.label}: {self.done}/{self.files}"
+
+    def update(self, n: int) -> None:
+        with self.lock:
+            self.bar.update(n)
+
+    def file_done(self) -> None:
+        with self.lock:
+            self.done += 1
+            self.bar.set_description(self._desc())
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def fetch_many(downloads: list[Download], label: str, **fetch_args) -> tuple[dict[Path, str], dict[Path, str]]:
+    """fetch() every download, POOL_SIZE at a time, under one progress bar (`label`: what the
+    files are). A failure does not stop the others. Returns, by dest, the URL each finished
+    download came from, and the error of each that failed (fetch's message, without a hint)."""
+    bar = SharedBar(len(downloads), label)
+    with ThreadPoolExecutor(POOL_SIZE) as pool:
+        futures = {pool.submit(fetch, d.urls, d.dest, d.what, progress=bar, **fetch_args): d.dest for d in downloads}
+        try:
+            for future in as_completed(futures):
+                bar.file_done()
+        finally:  # interrupted: start nothing more (the downloads under way finish, or time out)
+            for future in futures:
+                future.cancel()
+            bar.close()
+    used, failed = {}, {}
+    for future, dest in futures.items():
+        try:
+            used[dest] = future.result()
+        except UserError as err:
+            failed[dest] = str(err)
+    return used, failed

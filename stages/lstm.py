@@ -250,11 +250,11 @@ def window_dataset(tokens: np.ndarray, starts: np.ndarray, seq_length: int, batc
                    shuffle_seed: int | None = None, first_epoch: int = 0) -> tf.data.Dataset:
     """Batches of (inputs, targets) gathered from one copy of the text on the fly: a window is
     tokens[s : s+seq_length] and its targets the same span shifted by one. Epochs as epoch_batches."""
-    text = tf.constant(tokens.astype(np.int32))
+    text = tf.constant(np.asarray(tokens))  # in its stored dtype (uint8 for a small vocabulary): a quarter of int32
     offsets = tf.range(seq_length + 1, dtype=tf.int64)
 
     def gather(batch_starts):
-        windows = tf.gather(text, batch_starts[:, None] + offsets)
+        windows = tf.cast(tf.gather(text, batch_starts[:, None] + offsets), tf.int32)
         return windows[:, :-1], windows[:, 1:]
 
     ds = epoch_batches(starts.astype(np.int64), batch_size, shuffle_seed, first_epoch)

@@ -3,6 +3,9 @@
 Reads data/raw (manifest.json and the pg<id>.txt files it lists); writes data/clean/corpus.txt
 (the books joined by a blank line), data/clean/cleaning.json (the switches that were on, which
 encode-vocab passes on in the vocabulary) and metrics/corpus.json.
+
+Books are read one at a time and each is written to the corpus as soon as it is clean, so the
+stage holds one book (a few times its size), never the corpus.
 """
 
 import json
@@ -11,7 +14,7 @@ import sys
 from pathlib import Path
 
 from errors import UserError, run
-from files import write_json, write_text
+from files import atomic_file, write_json
 from params import boolean, read_params
 from text import clean_text
 
@@ -42,7 +45,11 @@ def normalize_newlines(text: str) -> str:
 def strip_gutenberg(text: str) -> str:
     """The book between the START and END markers, without credits, trailer and outer blank
     lines. Raises NoMarkers when either marker is missing."""
-    text = normalize_newlines(text)
+    return strip_normalized(normalize_newlines(text))
+
+
+def strip_normalized(text: str) -> str:
+    """strip_gutenberg of a text whose newlines are already normalized."""
     start = START.search(text)
     end = END.search(text, start.end()) if start else None
     if not (start and end):
@@ -53,21 +60,22 @@ def strip_gutenberg(text: str) -> str:
     return body.strip()
 
 
-def read_book(path: Path, strict: bool) -> str:
+def read_book(path: Path, strict: bool) -> tuple[str, int]:
+    """The book in the file at `path`, and how many characters the whole file has (newlines as LF)."""
     try:
-        raw = path.read_bytes().decode("utf-8")
+        raw = normalize_newlines(path.read_bytes().decode("utf-8"))
     except UnicodeDecodeError as err:
         raise UserError(f"{path} is not UTF-8 text ({err.reason} at byte {err.start}); "
                         "download the book's 'Plain Text UTF-8' file")
     try:
-        return strip_gutenberg(raw)
+        return strip_normalized(raw), len(raw)
     except NoMarkers as err:
         if strict:
             raise UserError(f"{path}: {err}, so the header and license cannot be told from the book. "
                             "Use a Project Gutenberg plain-text file, or set strip-boilerplate.strict: false "
                             "to keep the whole file")
         print(f"warning: {path}: {err}; keeping the whole file (strict: false)", file=sys.stderr)
-        return normalize_newlines(raw).strip()
+        return raw.strip(), len(raw)
 
 
 def main() -> None:
@@ -76,19 +84,23 @@ def main() -> None:
         manifest = json.loads((RAW_DIR / "manifest.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
         raise UserError(f"cannot read {RAW_DIR / 'manifest.json'} ({err}); run `dvc repro download-gutenberg`")
-    books, raw_chars = [], 0
-    for entry in manifest:
-        path = RAW_DIR / f"pg{entry['id']}.txt"
-        book = read_book(path, params["strict"])
-        if not book.strip():
-            raise UserError(f"{path}: nothing is left between the START and END markers; is it the right book?")
-        raw_chars += len(normalize_newlines(path.read_text(encoding="utf-8")))
-        books.append(clean_text(book, params["lowercase"], params["ascii_punctuation"]))
-    corpus = "\n\n".join(books) + "\n"
-    write_text(CORPUS, corpus)
+    raw_chars = book_chars = book_lines = 0
+    with atomic_file(CORPUS) as corpus:
+        for i, entry in enumerate(manifest):
+            path = RAW_DIR / f"pg{entry['id']}.txt"
+            book, chars = read_book(path, params["strict"])
+            if not book.strip():
+                raise UserError(f"{path}: nothing is left between the START and END markers; is it the right book?")
+            book = clean_text(book, params["lowercase"], params["ascii_punctuation"])
+            if i:
+                corpus.write("\n\n")  # a blank line between books
+            corpus.write(book)
+            raw_chars, book_chars, book_lines = raw_chars + chars, book_chars + len(book), book_lines + book.count("\n")
+        corpus.write("\n")
+    joins = 2 * max(len(manifest) - 1, 0) + 1  # the newlines between books, and the last one
     write_json(CLEANING, {k: params[k] for k in ("lowercase", "ascii_punctuation")})
-    write_json(METRICS, {"books": len(books), "characters": len(corpus), "lines": corpus.count("\n"),
-                         "characters_removed": raw_chars - sum(len(b) for b in books)})
+    write_json(METRICS, {"books": len(manifest), "characters": book_chars + joins, "lines": book_lines + joins,
+                         "characters_removed": raw_chars - book_chars})
 
 
 if __name__ == "__main__":

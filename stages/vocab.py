@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 
@@ -15,8 +16,27 @@ from errors import UserError
 UNKNOWN_CHAR = "\ufffd"
 
 
+def code_points(text: str) -> np.ndarray:
+    """Each character's code point, without a Python object per character (a lone surrogate, as
+    surrogateescape leaves in a command line, is its own code point)."""
+    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype="<u4")
+
+
+def count_chars(pieces: Iterable[str]) -> Counter:
+    """How often each character occurs in the text given in pieces."""
+    counts = Counter()
+    for piece in pieces:
+        points, times = np.unique(code_points(piece), return_counts=True)
+        counts.update(dict(zip(map(chr, points.tolist()), times.tolist())))
+    return counts
+
+
 def build_char_vocab(text: str, min_count: int = 1) -> dict:
-    counts = Counter(text)
+    return char_vocab(count_chars([text]), min_count)
+
+
+def char_vocab(counts: dict, min_count: int = 1) -> dict:
+    """The vocabulary of a text whose characters occur `counts` times."""
     kept = [c for c, n in counts.items() if n >= min_count]
     rare = len(counts) - len(kept)
     tokens = sorted(kept + ([UNKNOWN_CHAR] if rare and UNKNOWN_CHAR not in kept else []))
@@ -31,15 +51,22 @@ def id_dtype(vocab_size: int):
 def encode_chars(text: str, vocab: dict, source: str = "text") -> np.ndarray:
     """Map each character to its id; characters outside the vocabulary map to its unknown
     token, or are refused by name when it has none."""
-    index = {c: i for i, c in enumerate(vocab["tokens"])}
-    unknown = index.get(vocab["unknown"]) if vocab.get("unknown") else None
-    missing = sorted({c for c in set(text) if c not in index})
-    if missing and unknown is None:
-        raise UserError(f"{source} has characters outside the vocabulary: "
-                        + ", ".join(repr(c) for c in missing[:20])
-                        + "; remove them, or choose text made of the training corpus' characters")
-    ids = [index.get(c, unknown) for c in text]
-    return np.asarray(ids, dtype=id_dtype(len(vocab["tokens"])))
+    tokens = vocab["tokens"]
+    keys = np.array([ord(c) for c in tokens], dtype=np.uint32)
+    order = np.argsort(keys)  # token ids by code point, for a binary search of each character
+    points = code_points(text)
+    at = np.searchsorted(keys[order], points).clip(max=len(keys) - 1)
+    known = keys[order[at]] == points
+    ids = order[at]
+    if not known.all():
+        unknown = tokens.index(vocab["unknown"]) if vocab.get("unknown") in tokens else None
+        if unknown is None:
+            missing = [chr(p) for p in np.unique(points[~known]).tolist()]
+            raise UserError(f"{source} has characters outside the vocabulary: "
+                            + ", ".join(repr(c) for c in missing[:20])
+                            + "; remove them, or choose text made of the training corpus' characters")
+        ids[~known] = unknown
+    return ids.astype(id_dtype(len(tokens)))
 
 
 def decode_chars(ids, vocab: dict) -> str:

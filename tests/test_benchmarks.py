@@ -1,9 +1,13 @@
 """The benchmarks' own parts (benchmarks/ is run by hand, not here): the tutorial's data layout
 and loop, and the held-out windows both methods are scored on."""
 
+import sys
+
 import numpy as np
 
 import lstm
+import run
+import scale
 from sampling import Stepper
 import training
 import tutorial
@@ -43,3 +47,22 @@ def test_held_out_windows_end_where_their_target_is():
     assert (windows[:, -1] + 1 == targets).all()
     log_probs = np.log(np.full((2, 4), 0.25))
     assert training.mean_nll(log_probs, np.array([0, 3])) == np.log(4)
+
+
+def test_a_corpus_takes_the_books_in_turn_while_they_fit():
+    sizes = {"alice": 100, "big": 450, "small": 90}
+    assert scale.corpus_books(100, sizes) == ["alice"]
+    assert scale.corpus_books(1000, sizes) == ["alice", "big", "small", "alice", "small", "alice"]  # 930
+    assert scale.corpus_books(50, sizes) == []
+
+
+def test_a_measured_command_reports_its_own_peak_memory_not_ours(tmp_path):
+    """Linux carries a process's peak memory into the processes it starts: measured() must not."""
+    ours = bytearray(300 * 2**20)  # this process at 300 MiB and more
+    ours[::4096] = b"\1" * len(ours[::4096])
+    idle = run.measured([sys.executable, "-c", "pass"], tmp_path, {}, tmp_path / "idle.log")
+    busy = run.measured([sys.executable, "-c", "b = bytearray(200 * 2**20); b[::4096] = b'1' * len(b[::4096])"],
+                        tmp_path, {}, tmp_path / "busy.log")
+    del ours
+    assert idle.peak_mib < 100 and 200 < busy.peak_mib < 300
+    assert 0 < idle.cpu_seconds <= busy.cpu_seconds < busy.seconds + 1

@@ -1,13 +1,16 @@
 """download-gutenberg against a real HTTP server on 127.0.0.1."""
 
 import hashlib
+import io
 import json
 import re
 import socket
+import threading
 import time
 from pathlib import Path
 
 import pytest
+import tqdm
 
 import download
 import download_gutenberg
@@ -283,3 +286,84 @@ def test_fetch_retries_through_urllib3_retry():
     assert issubclass(download._retry_class(), Retry)
     source = Path(download.__file__).read_text(encoding="utf-8")
     assert "HTTPAdapter(max_retries=" in source and "time.sleep" not in source
+
+
+# --- many books: a bounded pool, one bar, and failures that keep what arrived ----------------
+
+def count_overlaps(server, delay: float = 0.3) -> dict:
+    """Make `server` wait `delay` s before each answer, and count the requests it holds at once."""
+    seen, lock = {"now": 0, "most": 0}, threading.Lock()
+
+    class Slow(server.httpd.RequestHandlerClass):
+        def do_GET(self):
+            with lock:
+                seen["now"] += 1
+                seen["most"] = max(seen["most"], seen["now"])
+            try:
+                time.sleep(delay)
+                super().do_GET()
+            finally:
+                with lock:
+                    seen["now"] -= 1
+
+    server.httpd.RequestHandlerClass = Slow
+    return seen
+
+
+def test_many_books_download_at_once_under_one_progress_bar(server, in_tmp, monkeypatch):
+    books = {i: gutenberg_file(book_body(300, seed=i)) for i in range(1, 11)}
+    for book_id, data in books.items():
+        server.files[f"/pg{book_id}.txt"] = data
+    params_for(in_tmp, server, ids=books)
+    overlaps = count_overlaps(server)
+    bars = []
+
+    class Recorded(tqdm.tqdm):  # shown even off a terminal, so that it counts
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **{**kwargs, "disable": False, "file": io.StringIO()})
+            bars.append(self)
+
+    monkeypatch.setattr(tqdm, "tqdm", Recorded)
+    download_gutenberg.main()
+    assert overlaps["most"] == download.POOL_SIZE  # as many at once as the pool allows, no more
+    assert len(bars) == 1 and bars[0].n == sum(map(len, books.values()))
+    assert bars[0].desc.startswith("Gutenberg books: 10/10")
+    for book_id, data in books.items():
+        assert (in_tmp / f"data/raw/pg{book_id}.txt").read_bytes() == data
+    manifest = json.loads((in_tmp / "data/raw/manifest.json").read_text())
+    assert [entry["id"] for entry in manifest] == list(books)  # in the params' order, whatever finished first
+    assert sorted(p.name for p in (in_tmp / "data").iterdir()) == ["raw"]
+
+
+def test_failed_books_are_named_and_the_books_that_arrived_are_kept(server, in_tmp):
+    for book_id in (1, 2, 4):
+        server.files[f"/a/pg{book_id}.txt"] = BOOK
+    params_for(in_tmp, server, ids=(1,), paths=("/a/pg{id}.txt",))
+    download_gutenberg.main()
+    previous = {p.name: p.read_bytes() for p in (in_tmp / "data/raw").iterdir()}
+    params_for(in_tmp, server, ids=(1, 2, 3, 4, 5), paths=("/a/pg{id}.txt", "/b/pg{id}.txt"))
+    with pytest.raises(UserError) as err:
+        download_gutenberg.main()
+    message = str(err.value)
+    assert message.startswith("could not download 2 of 5 books:\ncould not download Gutenberg book 3; tried:\n")
+    for book_id in (3, 5):
+        assert f"could not download Gutenberg book {book_id}; tried:" in message
+        for mirror in ("a", "b"):
+            assert f"{server.url}/{mirror}/pg{book_id}.txt: HTTP 404" in message
+    assert ("The other 3 arrived and are kept in data/checkpoints/download-gutenberg: the next run downloads only "
+            "the 2 that failed. data/raw is left as it was.") in message
+    assert message.splitlines()[-1] == download.MIRROR_HINT
+    assert {p.name: p.read_bytes() for p in (in_tmp / "data/raw").iterdir()} == previous  # the last complete run's
+    kept = in_tmp / "data/checkpoints/download-gutenberg"
+    assert sorted(p.name for p in kept.iterdir()) == ["pg1.txt", "pg2.txt", "pg4.txt"]
+
+    for book_id in (3, 5):  # the books appear on the second mirror: only they are downloaded
+        server.files[f"/b/pg{book_id}.txt"] = BOOK
+    hits = dict(server.hits)
+    download_gutenberg.main()
+    assert {path: n - hits.get(path, 0) for path, n in server.hits.items() if n != hits.get(path, 0)} == {
+        "/a/pg3.txt": 1, "/b/pg3.txt": 1, "/a/pg5.txt": 1, "/b/pg5.txt": 1}
+    manifest = json.loads((in_tmp / "data/raw/manifest.json").read_text())
+    assert [entry["id"] for entry in manifest] == [1, 2, 3, 4, 5]
+    assert all((in_tmp / f"data/raw/pg{i}.txt").read_bytes() == BOOK for i in range(1, 6))
+    assert sorted(p.name for p in (in_tmp / "data").iterdir()) == ["raw"]  # no checkpoint left behind
