@@ -199,6 +199,16 @@ def fit_across_workers(model: keras.Model, strategy: tf.distribute.MultiWorkerMi
         trainer.reduce_per_replica = reduce_scalars_across_workers
 
 
+def on_any_worker(strategy: tf.distribute.Strategy, flag: bool) -> bool:
+    """Whether `flag` is true on any worker: every worker calls this and gets the same answer,
+    so that all of them stop together rather than some waiting forever for the others."""
+    @tf.function
+    def share():
+        return tf.distribute.get_replica_context().all_reduce("sum", tf.constant(float(flag)))
+
+    return float(strategy.experimental_local_results(strategy.run(share))[0]) > 0
+
+
 def from_the_chief(strategy: tf.distribute.Strategy, arrays: list[np.ndarray]) -> list[np.ndarray]:
     """The chief's `arrays` on every worker (each worker passes arrays of the same shapes): a sum
     over all replicas to which only the first, the chief's, contributes. This is how a resumed

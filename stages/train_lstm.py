@@ -28,6 +28,7 @@ what an exact resume needs. The folder is removed once training has finished.
 """
 
 import csv
+import hashlib
 import json
 import math
 import os
@@ -91,15 +92,21 @@ def worker_role(tf_config: str | None, param: str) -> Role:
     if others:
         raise wrong(f"TF_CONFIG's cluster names {', '.join(others)}, which MultiWorkerMirroredStrategy does not use "
                     f"(only chief and worker)")
+    if "chief" in cluster and not (isinstance(cluster["chief"], list) and len(cluster["chief"]) == 1):
+        raise wrong(f'TF_CONFIG\'s "chief" must be a list of one host:port address, got {cluster["chief"]!r}')
+    if not isinstance(cluster.get("worker", []), list):
+        raise wrong(f'TF_CONFIG\'s "worker" must be a list of host:port addresses, got {cluster["worker"]!r}')
     addresses = [*cluster.get("chief", []), *cluster.get("worker", [])]
     bad = [a for a in addresses if not (isinstance(a, str) and a.rpartition(":")[0] and a.rpartition(":")[2].isdigit())]
     if bad or not addresses:
         raise wrong(f"TF_CONFIG's cluster addresses must be host:port, got {bad or addresses!r}")
     kind, index = (task.get("type"), task.get("index")) if isinstance(task, dict) else (None, None)
-    if kind not in cluster or not isinstance(index, int) or not 0 <= index < len(cluster[kind]):
+    if (kind not in cluster or not isinstance(index, int) or isinstance(index, bool)
+            or not 0 <= index < len(cluster[kind])):
+        places = {k: len(v) for k, v in cluster.items()}
         raise wrong(f'TF_CONFIG\'s "task" must name this machine\'s place in the cluster, as '
-                    f'{{"type": "worker", "index": i}} with i from 0 to {len(cluster.get("worker", [])) - 1}; '
-                    f"got {task!r}")
+                    f'{{"type": "worker", "index": i}}: the cluster has '
+                    + ", ".join(f"{k} 0 to {n - 1}" for k, n in places.items()) + f"; got {task!r}")
     return Role(index + (len(cluster.get("chief", [])) if kind == "worker" else 0), len(addresses))
 
 
@@ -256,24 +263,43 @@ def compiled_model(params: dict, vocab_size: int):
     return model, strategy
 
 
-def start_from_the_chiefs_state(model, strategy, params: dict, checkpoint: Path, chief: bool,
-                                done: int, so_far: Best) -> tuple[int, Best]:
+def start_from_the_chiefs_state(model, strategy, params: dict, checkpoint: Path, chief: bool, done: int,
+                                so_far: Best, identity: str, stage: str) -> tuple[int, Best]:
     """In a multi-worker run, give every worker what only the chief knows: the epochs its
     checkpoint holds, the early-stopping state and, when resuming, the weights and optimizer
-    state. Every worker calls this at the same point (each sharing is a collective operation)."""
-    from lstm import fit_across_workers, from_the_chief
+    state; and stop them all, with one message, unless every worker has the chief's params and
+    data (`identity`): workers that disagree on the epochs or the batches would wait for each
+    other forever. Every worker calls this at the same point (each sharing is a collective operation)."""
+    from lstm import fit_across_workers, from_the_chief, on_any_worker
 
     fit_across_workers(model, strategy)
-    state = [done, np.nan if so_far.loss is None else so_far.loss, so_far.epoch, so_far.wait, so_far.stop]
-    done, loss, epoch, wait, stop = from_the_chief(strategy, [np.array(state)])[0]
+    saved = None
+    if chief and done:  # read before anything is shared, so that a failure here cannot strand the others
+        try:
+            saved = saved_training_state(params, model.get_layer("logits").units, checkpoint)
+        except (OSError, ValueError) as err:
+            print(f"starting fresh: the weights in {checkpoint} cannot be read ({err})", file=sys.stderr)
+            fingerprint = json.loads((checkpoint / "fingerprint.json").read_text())
+            shutil.rmtree(checkpoint)
+            done, _ = prepare_checkpoint(checkpoint, fingerprint)
+            so_far = Best(None, 0, 0, False)
+    mine = [int(identity[i:i + 8], 16) for i in range(0, 24, 8)]  # 96 bits of the sha256, exact in float64
+    state = [done, np.nan if so_far.loss is None else so_far.loss, so_far.epoch, so_far.wait, so_far.stop, *mine]
+    done, loss, epoch, wait, stop, *chiefs = from_the_chief(strategy, [np.array(state)])[0]
+    if on_any_worker(strategy, [int(x) for x in chiefs] != mine):
+        raise UserError(f"the workers' {stage} params or training data differ from the chief's (this worker's "
+                        f"{'match' if [int(x) for x in chiefs] == mine else 'differ'}): give every machine the same "
+                        f"params.yaml and the same data (`dvc pull`, or the same `dvc repro window`), then start them all again")
     if done:
         with strategy.scope():
             model.optimizer.build(model.trainable_variables)
         variables = [*model.weights, *model.optimizer.variables]
-        saved = (saved_training_state(params, model.get_layer("logits").units, checkpoint) if chief
-                 else [np.zeros(v.shape) for v in variables])
+        if saved is None:
+            saved = [np.zeros(v.shape) for v in variables]
+        if [tuple(a.shape) for a in saved] != [tuple(v.shape) for v in variables]:
+            raise UserError(f"{checkpoint} holds weights of another shape than the model; remove it to start fresh")
         with strategy.scope():
-            for variable, value in zip(variables, from_the_chief(strategy, saved)):
+            for variable, value in zip(variables, from_the_chief(strategy, saved), strict=True):
                 variable.assign(value.astype(variable.dtype))
     return int(done), Best(None if np.isnan(loss) else float(loss), int(epoch), int(wait), bool(stop))
 
@@ -321,16 +347,19 @@ def main(branch: str = "char") -> None:
     # Only the chief keeps a checkpoint (the other workers write nothing): it decides whether to
     # resume, and a resumed multi-worker run starts every worker from the chief's state.
     checkpoint = CHECKPOINTS / branch
+    data = {str(spec[s]): sha256_file(spec[s]) for s in ("train", "val", "vocab")}
     done, so_far = 0, Best(None, 0, 0, False)
     if role.chief:
-        fingerprint = {"params": {k: v for k, v in params.items() if k not in NOT_BINDING},
-                       "data": {str(spec[s]): sha256_file(spec[s]) for s in ("train", "val", "vocab")}}
+        fingerprint = {"params": {k: v for k, v in params.items() if k not in NOT_BINDING}, "data": data}
         done, note = prepare_checkpoint(checkpoint, fingerprint)
         if note:
             print(note, file=sys.stderr)
-        so_far = early_stopping_state(logged_val_losses(checkpoint / "live"), params["patience"])
+        if done:
+            so_far = early_stopping_state(logged_val_losses(checkpoint / "live"), params["patience"])
     if role.count > 1:
-        done, so_far = start_from_the_chiefs_state(model, strategy, params, checkpoint, role.chief, done, so_far)
+        identity = hashlib.sha256(json.dumps({"params": params, "data": data}, sort_keys=True).encode()).hexdigest()
+        done, so_far = start_from_the_chiefs_state(model, strategy, params, checkpoint, role.chief, done, so_far,
+                                                   identity, spec["train_stage"])
 
     # DVCLive logs beside the checkpoint (so a resumed run keeps the earlier epochs), and the log
     # replaces metrics/train/<branch> only once training has finished: a killed run leaves

@@ -19,18 +19,20 @@ from errors import UserError
 from train_lstm import Role, worker_role
 
 PARAM = "train-lstm.distribute"
-# Dropout 0 and the same global batch: one process and two workers then compute the same
-# updates, except that the gradient is summed over two replicas in another order, a float32
-# rounding difference (seen here: about 1e-7 of the loss). 1e-3 allows for that growing over a
-# few epochs and nothing more: a worker that skipped its half of a batch, or resumed from its own
-# state rather than the chief's, moves the loss by far more.
+# A small batch and a high learning rate: validation loss bottoms out after a few epochs and
+# patience 2 ends training before `epochs` (the reference run checks it does), so the workers'
+# early stopping is tested too. Dropout 0 and the same global batch: one process and two
+# workers then compute the same updates, except that the gradient is summed over two replicas in
+# another order, a float32 rounding difference (seen here: about 1e-6 of the loss). 1e-3 allows
+# for that growing over a few epochs and nothing more: a worker that skipped its half of a batch,
+# or resumed from its own state rather than the chief's, moves the loss by far more.
+TRAIN = {"units": 64, "embedding_dim": 16, "learning_rate": 0.01, "batch_size": 16, "dropout": 0.0,
+         "patience": 2, "epochs": 12}
 TOLERANCE = 1e-3
-EPOCHS = 6
 
 
-def train_params(folder, distribute):
-    write_params(folder, **{**TINY, "train_lstm": {**TINY["train_lstm"], "epochs": EPOCHS, "dropout": 0.0,
-                                                   "patience": 0, "distribute": distribute}})
+def train_params(folder, distribute, **changes):
+    write_params(folder, **{**TINY, "train_lstm": {**TINY["train_lstm"], **TRAIN, "distribute": distribute, **changes}})
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +48,10 @@ def machines(tmp_path_factory):
     train_params(alone, "one_device")
     subprocess.run([sys.executable, str(ROOT / "stages/train_lstm.py"), "char"], cwd=alone, check=True,
                    capture_output=True, timeout=300)
-    return chief, other, validation_losses(alone)
+    metrics = json.loads((alone / "metrics/train/char/metrics.json").read_text())
+    assert metrics["epochs_run"] < TRAIN["epochs"]  # patience ended it: early stopping is in play
+    return chief, other, {"losses": validation_losses(alone), "epochs_run": metrics["epochs_run"],
+                          "best_epoch": metrics["best_epoch"]}
 
 
 def validation_losses(folder):
@@ -64,12 +69,13 @@ def free_ports(n):
     return ports
 
 
-def start_workers(folders):
-    """One train-lstm process per folder, worker i in folders[i], on free ports of 127.0.0.1."""
+def start_workers(folders, **changes):
+    """One train-lstm process per folder, worker i in folders[i], on free ports of 127.0.0.1;
+    `changes` to the params of the last worker only."""
     cluster = [f"127.0.0.1:{port}" for port in free_ports(len(folders))]
     procs = []
     for index, folder in enumerate(folders):
-        train_params(folder, "multi_worker")
+        train_params(folder, "multi_worker", **(changes if index == len(folders) - 1 else {}))
         tf_config = json.dumps({"cluster": {"worker": cluster}, "task": {"type": "worker", "index": index}})
         procs.append(subprocess.Popen([sys.executable, str(ROOT / "stages/train_lstm.py"), "char"], cwd=folder,
                                       env={**os.environ, "TF_CONFIG": tf_config},
@@ -77,15 +83,21 @@ def start_workers(folders):
     return procs
 
 
-def finish(procs):
-    logs = []
-    for proc in procs:
-        try:
-            logs.append(proc.communicate(timeout=300)[1])
-        finally:
+def finish(procs, codes=(0, 0)):
+    try:
+        logs = [proc.communicate(timeout=300)[1] for proc in procs]
+    finally:
+        for proc in procs:
             proc.kill()
-    assert [p.returncode for p in procs] == [0, 0], "\n----\n".join(logs)
+    assert tuple(p.returncode for p in procs) == codes, "\n----\n".join(logs)
     return logs
+
+
+def same_training(folder, reference):
+    metrics = json.loads((folder / "metrics/train/char/metrics.json").read_text())
+    assert (metrics["epochs_run"], metrics["best_epoch"]) == (reference["epochs_run"], reference["best_epoch"])
+    assert validation_losses(folder) == pytest.approx(reference["losses"], rel=TOLERANCE)
+    return metrics
 
 
 def tracked_by_dvc(folder):
@@ -100,9 +112,8 @@ def test_two_workers_train_one_model_as_one_process_would(machines):
     assert "worker 0 of 2 (the chief)" in logs[0] and "worker 1 of 2 (writes nothing)" in logs[1]
     assert tracked_by_dvc(chief) == ["data/models/char.keras", "data/models/char.npz", "metrics/train/char"]
     assert tracked_by_dvc(other) == []  # the other machine's tree is as `dvc pull` left it
-    metrics = json.loads((chief / "metrics/train/char/metrics.json").read_text())
-    assert (metrics["workers"], metrics["replicas"], metrics["epochs_run"]) == (2, 2, EPOCHS)
-    assert validation_losses(chief) == pytest.approx(alone, rel=TOLERANCE)
+    metrics = same_training(chief, alone)
+    assert (metrics["workers"], metrics["replicas"]) == (2, 2)
 
 
 def test_a_killed_pair_of_workers_resumes_from_the_chiefs_checkpoint(machines):
@@ -128,10 +139,17 @@ def test_a_killed_pair_of_workers_resumes_from_the_chiefs_checkpoint(machines):
 
     logs = finish(start_workers([chief, other]))
     assert "resuming the interrupted run after epoch" in logs[0], logs[0]
-    metrics = json.loads((chief / "metrics/train/char/metrics.json").read_text())
-    assert 2 <= metrics["resumed_after_epoch"] < EPOCHS and metrics["epochs_run"] == EPOCHS
-    assert validation_losses(chief) == pytest.approx(alone, rel=TOLERANCE)
+    metrics = same_training(chief, alone)
+    assert 2 <= metrics["resumed_after_epoch"] < alone["epochs_run"]
     assert tracked_by_dvc(other) == []
+
+
+def test_workers_whose_params_differ_from_the_chiefs_all_stop_saying_so(machines):
+    chief, other, _ = machines
+    logs = finish(start_workers([chief, other], epochs=TRAIN["epochs"] + 1), codes=(1, 1))
+    message = "error: the workers' train-lstm params or training data differ from the chief's"
+    assert message in logs[0] and "(this worker's match)" in logs[0]
+    assert message in logs[1] and "(this worker's differ)" in logs[1]
 
 
 @pytest.mark.parametrize("tf_config, problem", [
@@ -144,6 +162,9 @@ def test_a_killed_pair_of_workers_resumes_from_the_chiefs_checkpoint(machines):
     ('{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 2}}',
      '"task" must name this machine\'s place in the cluster'),
     ('{"cluster": {"worker": ["a:1", "b:2"]}}', '"task" must name this machine\'s place in the cluster'),
+    ('{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": true}}', "worker 0 to 1"),
+    ('{"cluster": {"chief": "a:1", "worker": ["b:2"]}, "task": {"type": "worker", "index": 0}}',
+     '"chief" must be a list of one host:port address'),
 ])
 def test_a_missing_or_malformed_tf_config_is_named(tf_config, problem):
     with pytest.raises(UserError) as err:
