@@ -263,41 +263,34 @@ def compiled_model(params: dict, vocab_size: int):
     return model, strategy
 
 
-def start_from_the_chiefs_state(model, strategy, params: dict, checkpoint: Path, chief: bool, done: int,
-                                so_far: Best, identity: str, stage: str) -> tuple[int, Best]:
+def start_from_the_chiefs_state(model, strategy, saved: list | None, done: int, so_far: Best,
+                                identity: str, stage: str) -> tuple[int, Best]:
     """In a multi-worker run, give every worker what only the chief knows: the epochs its
     checkpoint holds, the early-stopping state and, when resuming, the weights and optimizer
-    state; and stop them all, with one message, unless every worker has the chief's params and
-    data (`identity`): workers that disagree on the epochs or the batches would wait for each
-    other forever. Every worker calls this at the same point (each sharing is a collective operation)."""
+    state (`saved`, read by the chief alone beforehand); and stop them all, with one message,
+    unless every worker has the chief's params and data (`identity`): workers that disagree on
+    the epochs or the batches would wait for each other forever. Every worker calls this at the
+    same point (each sharing is a collective operation)."""
     from lstm import fit_across_workers, from_the_chief, on_any_worker
 
     fit_across_workers(model, strategy)
-    saved = None
-    if chief and done:  # read before anything is shared, so that a failure here cannot strand the others
-        try:
-            saved = saved_training_state(params, model.get_layer("logits").units, checkpoint)
-        except (OSError, ValueError) as err:
-            print(f"starting fresh: the weights in {checkpoint} cannot be read ({err})", file=sys.stderr)
-            fingerprint = json.loads((checkpoint / "fingerprint.json").read_text())
-            shutil.rmtree(checkpoint)
-            done, _ = prepare_checkpoint(checkpoint, fingerprint)
-            so_far = Best(None, 0, 0, False)
     mine = [int(identity[i:i + 8], 16) for i in range(0, 24, 8)]  # 96 bits of the sha256, exact in float64
     state = [done, np.nan if so_far.loss is None else so_far.loss, so_far.epoch, so_far.wait, so_far.stop, *mine]
     done, loss, epoch, wait, stop, *chiefs = from_the_chief(strategy, [np.array(state)])[0]
-    if on_any_worker(strategy, [int(x) for x in chiefs] != mine):
+    same = [int(x) for x in chiefs] == mine
+    if on_any_worker(strategy, not same):
         raise UserError(f"the workers' {stage} params or training data differ from the chief's (this worker's "
-                        f"{'match' if [int(x) for x in chiefs] == mine else 'differ'}): give every machine the same "
-                        f"params.yaml and the same data (`dvc pull`, or the same `dvc repro window`), then start them all again")
+                        f"{'match' if same else 'differ'}): give every machine the same params.yaml and the same "
+                        f"data (`dvc pull`, or the same `dvc repro window`), then start them all again")
     if done:
         with strategy.scope():
             model.optimizer.build(model.trainable_variables)
         variables = [*model.weights, *model.optimizer.variables]
-        if saved is None:
+        if saved is None:  # not the chief: zeros of the right shapes, to which the chief's values are added
             saved = [np.zeros(v.shape) for v in variables]
         if [tuple(a.shape) for a in saved] != [tuple(v.shape) for v in variables]:
-            raise UserError(f"{checkpoint} holds weights of another shape than the model; remove it to start fresh")
+            raise UserError("the chief's checkpoint holds weights of another shape than the model; "
+                            "remove data/checkpoints on the chief to start fresh")
         with strategy.scope():
             for variable, value in zip(variables, from_the_chief(strategy, saved), strict=True):
                 variable.assign(value.astype(variable.dtype))
@@ -348,18 +341,24 @@ def main(branch: str = "char") -> None:
     # resume, and a resumed multi-worker run starts every worker from the chief's state.
     checkpoint = CHECKPOINTS / branch
     data = {str(spec[s]): sha256_file(spec[s]) for s in ("train", "val", "vocab")}
-    done, so_far = 0, Best(None, 0, 0, False)
+    done, so_far, saved = 0, Best(None, 0, 0, False), None
     if role.chief:
         fingerprint = {"params": {k: v for k, v in params.items() if k not in NOT_BINDING}, "data": data}
         done, note = prepare_checkpoint(checkpoint, fingerprint)
+        if done and role.count > 1:  # read before anything is shared, so that a failure cannot strand the others
+            try:
+                saved = saved_training_state(params, len(vocab["tokens"]), checkpoint)
+            except (OSError, ValueError) as err:
+                shutil.rmtree(checkpoint)
+                done, _ = prepare_checkpoint(checkpoint, fingerprint)
+                note = f"starting fresh: the weights in {checkpoint} cannot be read ({err})"
         if note:
             print(note, file=sys.stderr)
         if done:
             so_far = early_stopping_state(logged_val_losses(checkpoint / "live"), params["patience"])
     if role.count > 1:
         identity = hashlib.sha256(json.dumps({"params": params, "data": data}, sort_keys=True).encode()).hexdigest()
-        done, so_far = start_from_the_chiefs_state(model, strategy, params, checkpoint, role.chief, done, so_far,
-                                                   identity, spec["train_stage"])
+        done, so_far = start_from_the_chiefs_state(model, strategy, saved, done, so_far, identity, spec["train_stage"])
 
     # DVCLive logs beside the checkpoint (so a resumed run keeps the earlier epochs), and the log
     # replaces metrics/train/<branch> only once training has finished: a killed run leaves
