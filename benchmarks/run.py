@@ -13,8 +13,8 @@ on this machine, so that the ratios mean something where absolute times are nois
 3. sampling: the tutorial's generation loop against this project's sampler, and generate.py's
    time to its first character (benchmarks/sample_speed.py).
 
-Writes metrics/benchmarks.json (keeping the "scale" figures of benchmarks/scale.py, which runs on
-its own) and prints the ratios. The book and the headlines are downloaded
+Writes metrics/benchmarks.json (keeping the figures of benchmarks/scale.py, quality.py and
+pretraining.py, which run on their own) and prints the ratios. The book and the headlines are downloaded
 as by `dvc repro`: from the network, or from GUTENBERG_MIRROR when set.
 """
 
@@ -39,7 +39,10 @@ sys.path.insert(0, str(ROOT / "stages"))
 
 from files import write_json  # noqa: E402
 
-PROJECT_FILES = ["dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", ".dvc/config", ".dvc/.gitignore"]
+# The figures other scripts write into the same file (scale.py, quality.py, pretraining.py): kept.
+OTHER_BENCHMARKS = ("scale", "quality", "pretraining")
+PROJECT_FILES = ["dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", ".dvc/config", ".dvc/.gitignore",
+                 "data/base/README.md"]
 
 
 # Linux carries a process's peak memory across fork and exec, so a command started from here
@@ -235,9 +238,10 @@ def main() -> None:
         else:
             print("pipeline benchmark: dvc repro from nothing…", file=sys.stderr)
             project, pipe = pipeline(work, env, args.pipeline_epochs)
-            scale = json.loads(args.out.read_text()).get("scale") if args.out.exists() else None
+            previous = json.loads(args.out.read_text()) if args.out.exists() else {}
+            kept = {k: v for k, v in previous.items() if k in OTHER_BENCHMARKS}
             results = {"machine": machine(), "training": training(work, env, args.minutes),
-                       "sampling": sampling(work, env)} | ({"scale": scale} if scale else {})  # scale.py's, kept
+                       "sampling": sampling(work, env)} | kept
             results["pipeline"] = seq_length_change(project, pipe, work, env)
     write_json(args.out, results)
     print(report(results))

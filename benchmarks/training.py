@@ -105,7 +105,7 @@ def main() -> None:
     else:
         import lstm
         import train_lstm
-        params = read_params("train-lstm", train_lstm.PARAMS)
+        params = read_params("train-lstm", train_lstm.schema("char"))
         model, _ = train_lstm.compiled_model(params, vocab_size)
         batch = params["batch_size"]
         dataset = lstm.split_dataset(train, vocab, batch, shuffle_seed=params["seed"])

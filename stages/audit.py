@@ -10,6 +10,10 @@ Everything comes from what DVC already records: dvc.lock at that revision names 
 wrote the file, the file's hash at the end of that run, and, walking the stage's dependencies
 upstream, every param value and data hash that went into it. The file must still hash as
 dvc.lock says; an edited file, or one no recorded run wrote, is refused.
+
+A model fine-tuned from a base model (train-lstm.init_from) names the base: its sha256, and the
+repo and commit `dvc import` brought it from; the base's own record is then audited there, so a
+sample is traced through the fine-tuning to the pretraining.
 """
 
 import argparse
@@ -129,6 +133,10 @@ def audit(path: str, lock: dict, content: bytes, read) -> dict:
         for out in report["stages"][name]["outs"]:
             if out.startswith("metrics/train/") and (data := read(f"{out}/metrics.json")):
                 report["model_score"] = {k: v for k, v in json.loads(data).items() if k.startswith("best_val")}
+            init_from = report["stages"][name]["params"].get(f"{name}.init_from")
+            if out.startswith("metrics/train/") and init_from:
+                record = read(f"{out}/base_model.json")
+                report["base_model"] = json.loads(record) if record else {"path": init_from}
     return report
 
 
@@ -149,6 +157,18 @@ def format_report(report: dict) -> str:
         lines += [f"  param {k} = {json.dumps(v)}" for k, v in stage["params"].items()]
         lines += [f"  code  {p} md5 {h}" for p, h in stage["code"].items()]
         lines += [f"  out   {p} md5 {h}" for p, h in stage["outs"].items()]
+    if base := report.get("base_model"):
+        lines += ["", f"fine-tuned from the base model {base['path']} (sha256 {base.get('sha256', 'not recorded')})"]
+        if "val_loss" in base:
+            lines.append(f"  its held-out loss here before fine-tuning: {base['val_loss']:.4f}")
+        source = base.get("imported_from")
+        lines.append(f"  imported from {source['repo']} at {source['rev']}: {source['path']}" if source else
+                     "  not brought in by `dvc import`: where it came from is not recorded")
+        if "audit" in base:
+            lines += ["  its own record:"] + ["    " + line if line else "" for line in
+                                             format_report(base["audit"]).splitlines()]
+        elif "audit_error" in base:
+            lines.append(f"  its own record cannot be read: {base['audit_error']}")
     return "\n".join(lines) + "\n"
 
 
@@ -171,6 +191,12 @@ def audit_file(path: str, rev: str | None = None, repo: str | None = None) -> di
         "commit": commit or (None if repo else git("rev-parse", "HEAD")), "repo": repo,
         "experiment": rev if commit and rev != commit and not repo else None,
         "workspace": commit is None and repo is None, "changed_since_run": changed}
+    source = report.get("base_model", {}).get("imported_from")
+    if source:  # the pretraining, audited in the repo the base model came from
+        try:
+            report["base_model"]["audit"] = audit_file(source["path"], source["rev"], source["repo"])
+        except UserError as err:
+            report["base_model"]["audit_error"] = str(err)
     return report
 
 

@@ -66,6 +66,22 @@ def non_empty_string(v):
     return None if isinstance(v, str) and v else "must be a non-empty string"
 
 
+# Where a base model and its vocabulary live (train-lstm.init_from, encode-vocab.base_vocab): a
+# folder DVC watches as a dependency of both stages, so bringing in another base reruns them.
+BASE_DIR = "data/base"
+
+
+def base_file(suffix: str, example: str):
+    """null, or a file in BASE_DIR whose name ends in `suffix`."""
+    def check_base_file(v):
+        if v is None:
+            return None
+        ok = isinstance(v, str) and v.startswith(BASE_DIR + "/") and v.endswith(suffix) and ".." not in v
+        return None if ok else (f"must be null or a path in {BASE_DIR}/ ending in {suffix}, such as {example}: "
+                                f"DVC watches {BASE_DIR}/ for this stage (README, 'Fine-tuning a base model')")
+    return check_base_file
+
+
 def list_of(check, non_empty=True):
     def check_list(v):
         if not isinstance(v, list) or (non_empty and not v):

@@ -1,8 +1,10 @@
 """strip-boilerplate: keep only the books' text, without Project Gutenberg's header and license.
 
-Reads data/raw (manifest.json and the pg<id>.txt files it lists); writes data/clean/corpus.txt
-(the books joined by a blank line), data/clean/cleaning.json (the switches that were on, which
-encode-vocab passes on in the vocabulary) and metrics/corpus.json.
+Reads data/raw (manifest.json and the files it lists); writes data/clean/corpus.txt (the books
+and texts joined by a blank line), data/clean/cleaning.json (the switches that were on, which
+encode-vocab passes on in the vocabulary) and metrics/corpus.json. A text of your own (an entry
+with a `file` instead of an `id`) has no Gutenberg markers to look for: it is kept whole, with
+its line endings made LF and a byte-order mark dropped.
 
 Books are read one at a time and each is written to the corpus as soon as it is clean, so the
 stage holds one book (a few times its size), never the corpus.
@@ -60,13 +62,17 @@ def strip_normalized(text: str) -> str:
     return body.strip()
 
 
+def read_text(path: Path, fix: str) -> str:
+    """The file at `path` as text, newlines as LF; `fix` says what to do when it is not UTF-8."""
+    try:
+        return normalize_newlines(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise UserError(f"{path} is not UTF-8 text ({err.reason} at byte {err.start}); {fix}")
+
+
 def read_book(path: Path, strict: bool) -> tuple[str, int]:
     """The book in the file at `path`, and how many characters the whole file has (newlines as LF)."""
-    try:
-        raw = normalize_newlines(path.read_bytes().decode("utf-8"))
-    except UnicodeDecodeError as err:
-        raise UserError(f"{path} is not UTF-8 text ({err.reason} at byte {err.start}); "
-                        "download the book's 'Plain Text UTF-8' file")
+    raw = read_text(path, "download the book's 'Plain Text UTF-8' file")
     try:
         return strip_normalized(raw), len(raw)
     except NoMarkers as err:
@@ -87,10 +93,16 @@ def main() -> None:
     raw_chars = book_chars = book_lines = 0
     with atomic_file(CORPUS) as corpus:
         for i, entry in enumerate(manifest):
-            path = RAW_DIR / f"pg{entry['id']}.txt"
-            book, chars = read_book(path, params["strict"])
-            if not book.strip():
-                raise UserError(f"{path}: nothing is left between the START and END markers; is it the right book?")
+            if "id" in entry:
+                path = RAW_DIR / f"pg{entry['id']}.txt"
+                book, chars = read_book(path, params["strict"])
+                if not book.strip():
+                    raise UserError(f"{path}: nothing is left between the START and END markers; is it the "
+                                    "right book?")
+            else:  # a text of the user's: no markers; download-gutenberg refused an empty one
+                path = RAW_DIR / entry["file"]
+                raw = read_text(path, f"re-save {entry['text']} as UTF-8 (download-gutenberg.texts)")
+                book, chars = raw.strip(), len(raw)
             book = clean_text(book, params["lowercase"], params["ascii_punctuation"])
             if i:
                 corpus.write("\n\n")  # a blank line between books
@@ -99,7 +111,8 @@ def main() -> None:
         corpus.write("\n")
     joins = 2 * max(len(manifest) - 1, 0) + 1  # the newlines between books, and the last one
     write_json(CLEANING, {k: params[k] for k in ("lowercase", "ascii_punctuation")})
-    write_json(METRICS, {"books": len(manifest), "characters": book_chars + joins, "lines": book_lines + joins,
+    write_json(METRICS, {"books": sum("id" in e for e in manifest), "texts": sum("id" not in e for e in manifest),
+                         "characters": book_chars + joins, "lines": book_lines + joins,
                          "characters_removed": raw_chars - book_chars})
 
 

@@ -25,6 +25,12 @@ of a run that had already finished (patience ran out, or `epochs` reached, even 
 only saves its best model. A run starts fresh, and says why, when its params (other than
 epochs and patience) or its data differ from the checkpoint's, or the checkpoint lacks
 what an exact resume needs. The folder is removed once training has finished.
+
+`init_from` (char branch): training starts from the weights of a base model in data/base/,
+typically trained on more text by another clone of this project and brought in with `dvc
+import`. Its layers, units, embedding and vocabulary must be the params' and encode-vocab's
+(encode-vocab.base_vocab gives its vocabulary); metrics/train/char/base_model.json records
+its sha256 and where it came from, and the summary its held-out loss before fine-tuning.
 """
 
 import csv
@@ -35,6 +41,7 @@ import os
 import shutil
 import sys
 import time
+import zipfile
 from pathlib import Path
 from typing import NamedTuple
 
@@ -43,13 +50,82 @@ import numpy as np
 from branches import branch_spec, load_split
 from errors import UserError, run
 from files import atomic_dir, atomic_path, sha256_file, write_json, write_npz, write_text
-from params import dropout_rate, integer, non_negative_int, one_of, positive_int, positive_number, read_params
+from params import (base_file, dropout_rate, integer, non_negative_int, one_of, positive_int, positive_number,
+                    read_params)
 from vocab import read_vocab
 
 PARAMS = {"layers": positive_int, "units": positive_int, "embedding_dim": positive_int, "dropout": dropout_rate,
           "batch_size": positive_int, "epochs": positive_int, "learning_rate": positive_number,
           "seed": integer, "patience": non_negative_int,
           "distribute": one_of("one_device", "mirrored", "multi_worker")}
+BRANCH_PARAMS = {"char": {"init_from": base_file(".keras", "data/base/model.keras")}, "headlines": {}}
+BASE_RECORD = "base_model.json"  # in metrics/train/<branch>/, when training started from a base model
+
+
+def schema(branch: str) -> dict:
+    """The params a branch's train stage reads."""
+    return PARAMS | BRANCH_PARAMS[branch]
+
+
+def saved_shape(path) -> dict:
+    """The shape of a model train-lstm saved, read from the .keras file's config.json (no
+    TensorFlow): vocabulary size, embedding width, and the units of each LSTM layer."""
+    with zipfile.ZipFile(path) as archive:
+        layers = json.loads(archive.read("config.json"))["config"]["layers"]
+    embedding = next(layer["config"] for layer in layers if layer["class_name"] == "Embedding")
+    return {"vocabulary": embedding["input_dim"], "embedding_dim": embedding["output_dim"],
+            "units": [layer["config"]["units"] for layer in layers if layer["class_name"] == "LSTM"]}
+
+
+def shape_mismatches(base: dict, params: dict, vocab_size: int, stage: str, vocab_path) -> list[str]:
+    """How a base model's shape differs from the one the params and vocabulary make; each line
+    names both sides."""
+    wanted = {"vocabulary": vocab_size, "embedding_dim": params["embedding_dim"],
+              "units": [params["units"]] * params["layers"]}
+    where = {"vocabulary": f"{vocab_path} has {vocab_size} tokens",
+             "embedding_dim": f"{stage}.embedding_dim = {params['embedding_dim']}",
+             "units": f"{stage}.layers = {params['layers']}, units = {params['units']}"}
+    said = {"vocabulary": f"a vocabulary of {base['vocabulary']} tokens",
+            "embedding_dim": f"embedding_dim {base['embedding_dim']}",
+            "units": f"{len(base['units'])} LSTM layers of {', '.join(map(str, base['units'])) or 'no'} units"}
+    return [f"the base model has {said[k]}, but {where[k]}" for k in wanted if base[k] != wanted[k]]
+
+
+def imported_from(path: str) -> dict | None:
+    """Where `dvc import` brought the file at `path` from (its .dvc file), or None."""
+    import yaml
+    try:
+        record = yaml.safe_load(Path(f"{path}.dvc").read_text(encoding="utf-8"))
+        dep = record["deps"][0]
+        return {"repo": dep["repo"]["url"], "rev": dep["repo"].get("rev_lock"), "path": dep["path"]}
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        return None
+
+
+def check_base_model(params: dict, vocab: dict, spec: dict) -> dict:
+    """What training starts from, when init_from names a base model: checked before TensorFlow
+    loads, and recorded (its sha256, and the repo and commit it was imported from)."""
+    path, stage = params["init_from"], spec["train_stage"]
+    howto = "(README, 'Fine-tuning a base model')"
+    if not Path(path).is_file():
+        raise UserError(f"params.yaml: {stage}.init_from = {path!r}: no such file. Bring the base model in with "
+                        f"`dvc import <base repo> data/models/char.keras -o {path}` {howto}, or `dvc pull` if this "
+                        "project imports it already")
+    try:
+        shape = saved_shape(path)
+    except (OSError, ValueError, KeyError, StopIteration, zipfile.BadZipFile) as err:
+        raise UserError(f"{path} is not a model train-lstm saved ({type(err).__name__}: {err}); set "
+                        f"{stage}.init_from to the .keras file of a base model")
+    if "base" not in vocab:
+        raise UserError(f"{stage}.init_from is set, but {spec['vocab']} is this corpus' own vocabulary, so its ids "
+                        f"are not the ones the base model learnt: set encode-vocab.base_vocab to the base model's "
+                        f"chars.json {howto}")
+    problems = shape_mismatches(shape, params, len(vocab["tokens"]), stage, spec["vocab"])
+    if problems:
+        raise UserError(f"the base model {path} does not fit this training:\n  " + "\n  ".join(problems)
+                        + f"\nSet the params to the base model's (or choose another base) {howto}")
+    return {"path": path, "sha256": sha256_file(path), "imported_from": imported_from(path),
+            "vocab": vocab["base"]}
 
 
 CHECKPOINTS = Path("data/checkpoints")
@@ -317,11 +393,12 @@ def keep_logged_epochs(live_dir: Path, done: int) -> None:
 
 def main(branch: str = "char") -> None:
     spec = branch_spec(branch)
-    params = read_params(spec["train_stage"], PARAMS)
+    params = read_params(spec["train_stage"], schema(branch))
     role = (worker_role(os.environ.get("TF_CONFIG"), f"{spec['train_stage']}.distribute")
             if params["distribute"] == "multi_worker" else Role(0, 1))
     vocab = read_vocab(spec["vocab"])
     train, val = (load_split(spec[s], vocab, spec["upstream"]) for s in ("train", "val"))
+    base = check_base_model(params, vocab, spec) if params.get("init_from") else None
 
     # TensorFlow loads only once the inputs are known to be good, and through lstm first: it
     # quiets TensorFlow's own start-up logging, which must happen before anything imports it.
@@ -331,6 +408,10 @@ def main(branch: str = "char") -> None:
     from dvclive.keras import DVCLiveCallback
 
     model, strategy = compiled_model(params, len(vocab["tokens"]))
+    if base:  # a resumed run then loads its checkpoint over these weights
+        base_model = keras.saving.load_model(base["path"])
+        with strategy.scope():
+            model.set_weights(base_model.get_weights())
     device, kernel = device_and_kernel(model, strategy)
     unit = vocab.get("unit", "char")
     worker = f"worker {role.index} of {role.count} ({'the chief' if role.chief else 'writes nothing'}): " if role.count > 1 else ""
@@ -341,6 +422,8 @@ def main(branch: str = "char") -> None:
     # resume, and a resumed multi-worker run starts every worker from the chief's state.
     checkpoint = CHECKPOINTS / branch
     data = {str(spec[s]): sha256_file(spec[s]) for s in ("train", "val", "vocab")}
+    if base:
+        data[base["path"]] = base["sha256"]
     done, so_far, saved = 0, Best(None, 0, 0, False), None
     if role.chief:
         fingerprint = {"params": {k: v for k, v in params.items() if k not in NOT_BINDING}, "data": data}
@@ -380,6 +463,11 @@ def main(branch: str = "char") -> None:
         why = f"patience {params['patience']} ran out" if so_far.stop else f"epochs: {params['epochs']} reached"
         print(f"the interrupted run had finished ({why}); keeping its best epoch, {so_far.epoch + 1}", file=sys.stderr)
     examples = len(train["rows"] if "rows" in train else train["starts"])
+    if base and role.chief:  # what the base model scores here before any fine-tuning
+        base_model.compile(loss=model.loss)
+        base["val_loss"] = float(base_model.evaluate(split_dataset(val, vocab, batch), verbose=0))
+        print(f"the base model {base['path']}: {base['val_loss']:.4f} nats/{vocab.get('unit', 'char')} on the held-out "
+              "text before fine-tuning", file=sys.stderr)
     started = time.monotonic()
     model.fit(
         # Epochs from `done` on, each in the order the uninterrupted run gave it.
@@ -411,12 +499,16 @@ def main(branch: str = "char") -> None:
                "tokens_per_second": round(ran * targets_per_epoch(train, vocab) / seconds) if ran else 0,
                "device": device, "replicas": strategy.num_replicas_in_sync, "workers": role.count,
                "lstm_kernel": kernel}
+    if base:
+        summary["base_val_loss"] = base["val_loss"]
     for name, value in summary.items():
         live.log_metric(name, value, plot=False)
     live.make_summary()
     with atomic_dir(spec["live"]) as out:
         shutil.copytree(checkpoint / "live", out, dirs_exist_ok=True)
         (out / LOSS_TABLE).write_text(table, encoding="utf-8")
+        if base:
+            write_json(out / BASE_RECORD, base)
     shutil.rmtree(checkpoint)
     print(f"best validation loss {best:.4f} nats/{unit} ({best / math.log(2):.3f} bits, perplexity "
           f"{math.exp(best):.1f}) at epoch {summary['best_epoch']} of {summary['epochs_run']}, {seconds:.0f}s on {device}",

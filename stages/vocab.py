@@ -43,6 +43,13 @@ def char_vocab(counts: dict, min_count: int = 1) -> dict:
     return {"unit": "char", "tokens": tokens, "unknown": UNKNOWN_CHAR if rare else None}
 
 
+def outside_vocab(counts: dict, vocab: dict) -> dict:
+    """The characters of a text (`counts`: how often each occurs) that `vocab` has no token of
+    their own for, with their counts: they map to its unknown token."""
+    known = set(vocab["tokens"]) - {vocab.get("unknown")}
+    return {c: n for c, n in sorted(counts.items()) if c not in known}
+
+
 def id_dtype(vocab_size: int):
     """The smallest unsigned integer type that holds every id."""
     return np.uint8 if vocab_size <= 256 else np.uint16 if vocab_size <= 65536 else np.uint32

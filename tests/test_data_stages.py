@@ -226,3 +226,27 @@ def test_an_interrupted_directory_leaves_nothing(tmp_path):
             (tmp / "pg1.txt").write_text("half")
             raise RuntimeError("killed")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_own_texts_are_kept_whole_with_lf_and_no_bom_beside_books(in_tmp):
+    book = book_body(200, seed=3)
+    raw = in_tmp / "data/raw"
+    stage_dir(in_tmp, {5: gutenberg_file(book)})
+    # A text that even mentions a marker line is not cut: only books have markers.
+    (raw / "text-1-mine.txt").write_bytes("\ufeffMy Own Text\r\n*** START OF THE PROJECT GUTENBERG EBOOK X ***\r"
+                                          "the end\r\n\r\n".encode("utf-8"))
+    manifest = json.loads((raw / "manifest.json").read_text()) + [{"text": "mine.txt", "file": "text-1-mine.txt"}]
+    (raw / "manifest.json").write_text(json.dumps(manifest))
+    strip_boilerplate.main()
+    corpus = (in_tmp / "data/clean/corpus.txt").read_text(encoding="utf-8")
+    assert corpus == f"{book.lower()}\n\nmy own text\n*** start of the project gutenberg ebook x ***\nthe end\n"
+    metrics = json.loads((in_tmp / "metrics/corpus.json").read_text())
+    assert metrics["books"] == 1 and metrics["texts"] == 1 and metrics["characters"] == len(corpus)
+
+
+def test_an_own_text_that_is_not_utf8_is_named_with_its_source(in_tmp):
+    stage_dir(in_tmp, {})
+    (in_tmp / "data/raw/text-1-latin1.txt").write_bytes("caf\xe9\n".encode("latin-1"))
+    (in_tmp / "data/raw/manifest.json").write_text(json.dumps([{"text": "latin1.txt", "file": "text-1-latin1.txt"}]))
+    with pytest.raises(UserError, match=r"data/raw/text-1-latin1.txt is not UTF-8 text .*re-save latin1.txt as UTF-8"):
+        strip_boilerplate.main()

@@ -367,3 +367,58 @@ def test_failed_books_are_named_and_the_books_that_arrived_are_kept(server, in_t
     assert [entry["id"] for entry in manifest] == [1, 2, 3, 4, 5]
     assert all((in_tmp / f"data/raw/pg{i}.txt").read_bytes() == BOOK for i in range(1, 6))
     assert sorted(p.name for p in (in_tmp / "data").iterdir()) == ["raw"]  # no checkpoint left behind
+
+
+# Texts of the user's own (download-gutenberg.texts): local paths and http(s) URLs, no markers.
+
+ESSAY = "\ufeffAn essay of my own.\r\nIt has no Gutenberg markers at all.\r\n".encode("utf-8")
+
+
+def texts_params(tmp, texts, book_ids=()):
+    write_params(tmp, download_gutenberg={"book_ids": list(book_ids), "texts": texts})
+
+
+def test_own_texts_from_a_path_and_a_url_are_kept_byte_for_byte_with_books(server, in_tmp):
+    server.files["/pg1.txt"] = BOOK
+    server.files["/essays/mine.txt"] = ESSAY
+    (in_tmp / "notes.txt").write_bytes(b"local notes\n")
+    write_params(in_tmp, download_gutenberg={"book_ids": [1], "mirrors": [server.url + "/pg{id}.txt"], "texts": [
+        "notes.txt", {"source": server.url + "/essays/mine.txt", "sha256": hashlib.sha256(ESSAY).hexdigest()}]})
+    download_gutenberg.main()
+    manifest = json.loads((in_tmp / "data/raw/manifest.json").read_text())
+    assert [e.get("id") for e in manifest] == [1, None, None]  # books first, then texts, in the params' order
+    local, remote = manifest[1:]
+    assert local["text"] == "notes.txt" and remote["text"] == server.url + "/essays/mine.txt"
+    assert (in_tmp / "data/raw" / local["file"]).read_bytes() == b"local notes\n"
+    assert (in_tmp / "data/raw" / remote["file"]).read_bytes() == ESSAY
+    assert remote["file"].endswith("-mine.txt") and remote["sha256"] == hashlib.sha256(ESSAY).hexdigest()
+    assert local["file"] != remote["file"] and remote["bytes"] == len(ESSAY)
+
+
+def test_a_text_whose_bytes_are_not_its_pinned_sha256_is_refused_naming_both(server, in_tmp):
+    server.files["/mine.txt"] = ESSAY
+    texts_params(in_tmp, [{"source": server.url + "/mine.txt", "sha256": "0" * 64}])
+    with pytest.raises(UserError) as err:
+        download_gutenberg.main()
+    message = str(err.value)
+    assert f"{server.url}/mine.txt has sha256 {hashlib.sha256(ESSAY).hexdigest()}, not the {'0' * 64}" in message
+    assert "download-gutenberg.texts" in message
+    assert not (in_tmp / "data/raw").exists()
+    assert not (in_tmp / "data/checkpoints").exists()  # not kept for the next run either
+
+
+@pytest.mark.parametrize("texts, expected", [
+    (["missing.txt"], r"could not download text missing.txt; tried:\n  missing.txt: no such file\n.*project root"),
+    (["/empty"], r"/empty: served an empty file"),
+    (["/page"], r"/page: served an HTML page"),
+    ([{"source": "a.txt", "sha256": "abc"}], r"download-gutenberg.texts = .*item 0 has a sha256 that is not 64 hex"),
+    ([{"path": "a.txt"}], r"download-gutenberg.texts = .*item 0 must be a path or an http\(s\) URL"),
+    ([], r"book_ids and texts are both empty"),
+])
+def test_bad_texts_get_clear_errors(server, in_tmp, texts, expected):
+    server.files["/empty"] = b""
+    server.faults["/page"] = ["html"] * 4
+    texts_params(in_tmp, [server.url + t if isinstance(t, str) and t.startswith("/") else t for t in texts])
+    with pytest.raises(UserError, match=expected):
+        download_gutenberg.main()
+    assert not (in_tmp / "data/raw").exists()
