@@ -162,8 +162,12 @@ def format_report(report: dict) -> str:
         if "val_loss" in base:
             lines.append(f"  its held-out loss here before fine-tuning: {base['val_loss']:.4f}")
         source = base.get("imported_from")
-        lines.append(f"  imported from {source['repo']} at {source['rev']}: {source['path']}" if source else
+        lines.append(f"  imported from {source['repo']} at {source['rev'] or 'its default branch'}: "
+                     f"{source['path']}" if source else
                      "  not brought in by `dvc import`: where it came from is not recorded")
+        if "audit" in base and base["audit"]["sha256"] != base.get("sha256"):
+            lines.append(f"  WARNING: the file audited there has sha256 {base['audit']['sha256']}: not the base "
+                         "model this training used")
         if "audit" in base:
             lines += ["  its own record:"] + ["    " + line if line else "" for line in
                                              format_report(base["audit"]).splitlines()]
@@ -194,7 +198,9 @@ def audit_file(path: str, rev: str | None = None, repo: str | None = None) -> di
     source = report.get("base_model", {}).get("imported_from")
     if source:  # the pretraining, audited in the repo the base model came from
         try:
-            report["base_model"]["audit"] = audit_file(source["path"], source["rev"], source["repo"])
+            pretraining = audit_file(source["path"], source["rev"], source["repo"])
+            report["base_model"]["audit"] = pretraining
+            report["base_model"]["is_the_imported_file"] = pretraining["sha256"] == report["base_model"].get("sha256")
         except UserError as err:
             report["base_model"]["audit_error"] = str(err)
     return report

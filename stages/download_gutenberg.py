@@ -2,21 +2,23 @@
 for byte as served.
 
 Writes data/raw/pg<id>.txt per book, data/raw/text-<hash>-<name> per text (`texts`: a local path
-or an http(s) URL, optionally pinned by its sha256) and data/raw/manifest.json (for each, in the
-params' order, books first: its id or source, url, bytes and sha256).
+or an http(s) URL, optionally pinned by its sha256) and data/raw/manifest.json (in the params'
+order, books first: a book's id and url, a text's source and file; and each one's bytes and
+sha256). A text listed twice is read once; twice with different pins is an error.
 
-Books are downloaded several at once (download.POOL_SIZE), under one progress bar. Each is
-written, whole, to data/checkpoints/download-gutenberg/ first; data/raw/ is replaced only when
-every book has arrived. When some fail, the error names each of them with every URL tried, and
-the ones that arrived stay in that folder: the next run downloads only the rest (delete the
-folder to fetch them afresh), and data/raw/ keeps the previous run's books meanwhile.
+Books and texts are downloaded several at once (download.POOL_SIZE), under one progress bar.
+Each is written, whole, to data/checkpoints/download-gutenberg/ first; data/raw/ is replaced
+only when every one has arrived. When some fail, the error names each of them with every URL
+tried, and the books that arrived stay in that folder: the next run downloads only the rest
+(delete the folder to fetch them afresh), and data/raw/ keeps the previous run's files
+meanwhile. Texts are always fetched afresh (a local one may have been edited since).
 
 An empty file or an HTML page (a login or error page) is refused from any source, and the next
 source tried. A text whose bytes differ from its pinned sha256 is refused too, naming both.
 
 GUTENBERG_MIRROR (an http(s) URL template with {id}, or a local directory holding pg<id>.txt)
-is tried before the params' mirrors (and a directory, before a text's URL, by the URL's file
-name); a mirror directory that does not exist is an error at once.
+is tried before the params' mirrors, for books (a text is read from where `texts` says, only);
+a mirror directory that does not exist is an error at once.
 It changes only where the bytes come from: the manifest records each book's canonical URL (the
 first mirror in params.yaml), so the data's identity in dvc.lock is the same whichever mirror
 served it; the sha256 shows the bytes are too.
@@ -68,8 +70,21 @@ class Text(NamedTuple):
 
 
 def texts_of(items: list) -> list[Text]:
-    return [Text(t, None) if isinstance(t, str) else Text(t["source"], (t.get("sha256") or "").lower() or None)
-            for t in items]
+    """The texts the params list, each once (a local path in its normal form), with its pin."""
+    texts = {}
+    for item in items:
+        source, sha = (item, None) if isinstance(item, str) else (item["source"], (item.get("sha256") or "").lower())
+        source = source if is_url(source) else os.path.normpath(source)
+        pinned = texts.get(source, Text(source, None)).sha256
+        if pinned and sha and pinned != sha:
+            raise UserError(f"params.yaml: download-gutenberg.texts lists {source} twice with different sha256 "
+                            f"({pinned}, {sha}): keep the one its bytes have")
+        texts[source] = Text(source, pinned or sha or None)
+    return list(texts.values())
+
+
+def is_url(source: str) -> bool:
+    return source.startswith(("http://", "https://"))
 
 
 def check_templates(templates: list[str]) -> None:
@@ -99,19 +114,12 @@ def failure_message(failed: dict, downloads: list[Download], hint: str) -> str:
     return "\n".join(lines + errors + [hint])
 
 
-def is_url(source: str) -> bool:
-    return source.startswith(("http://", "https://"))
-
-
 def text_download(text: Text) -> tuple[Download, str]:
     """How to fetch a text, and the hint its failure ends with."""
-    dest = ARRIVED / text.name
-    if is_url(text.source):
-        name = text.source.rsplit("/", 1)[-1]
-        return Download(f"text {text.source}", with_mirror([text.source], name), dest), mirror_hint(name)
-    hint = ("params.yaml: download-gutenberg.texts: a path is read from the project root (where dvc.yaml is); "
-            "give an existing file or an http(s) URL")
-    return Download(f"text {text.source}", [text.source], dest), hint
+    hint = ("Check the network and the URL in download-gutenberg.texts (or give a local path)" if is_url(text.source)
+            else "params.yaml: download-gutenberg.texts: a path is read from the project root (where dvc.yaml "
+                 "is); give an existing file or an http(s) URL")
+    return Download(f"text {text.source}", [text.source], ARRIVED / text.name), hint
 
 
 def pin_problem(text: Text, path: Path) -> str | None:
@@ -127,7 +135,7 @@ def main() -> None:
     params = read_params("download-gutenberg", PARAMS)
     check_templates(params["mirrors"])
     book_ids = list(dict.fromkeys(params["book_ids"]))  # a book listed twice is downloaded once
-    texts = list({t.name: t for t in texts_of(params["texts"])}.values())  # and a text
+    texts = texts_of(params["texts"])
     if not book_ids and not texts:
         raise UserError("params.yaml: download-gutenberg.book_ids and texts are both empty: list a Project "
                         "Gutenberg eBook number or a text of your own")
@@ -140,7 +148,7 @@ def main() -> None:
     for text in texts:
         download, hints[ARRIVED / text.name] = text_download(text)
         downloads.append(download)
-    kept = [d for d in downloads if d.dest.is_file()]
+    kept = [d for d in downloads[:len(book_ids)] if d.dest.is_file()]  # books only: texts are fetched afresh
     used, failed = fetch_many([d for d in downloads if d not in kept], "texts" if texts else "Gutenberg books")
     for d in kept:
         used[d.dest] = f"an earlier run that did not finish (kept in {ARRIVED})"
@@ -158,7 +166,7 @@ def main() -> None:
                  "bytes": (ARRIVED / f"pg{book_id}.txt").stat().st_size,
                  "sha256": sha256_file(ARRIVED / f"pg{book_id}.txt")} for book_id in params["book_ids"]]
     manifest += [{"text": text.source, "file": text.name, "bytes": (ARRIVED / text.name).stat().st_size,
-                  "sha256": sha256_file(ARRIVED / text.name)} for text in texts_of(params["texts"])]
+                  "sha256": sha256_file(ARRIVED / text.name)} for text in texts]
     with atomic_dir(OUT_DIR) as tmp:
         for d in downloads:
             print(f"{d.dest.name}: {d.dest.stat().st_size:,} bytes from {used[d.dest]}", file=sys.stderr)

@@ -73,7 +73,7 @@ def main() -> None:
     except (OSError, ValueError) as err:
         raise unreadable(err)
     if all(c.isspace() for c in counts):
-        raise UserError(f"{CORPUS} is empty: there is no text to learn from; check download-gutenberg.book_ids")
+        raise UserError(f"{CORPUS} is empty: there is no text to learn from; check download-gutenberg.book_ids and texts")
     try:
         cleaning = json.loads(CLEANING.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:

@@ -298,17 +298,19 @@ def targets_per_epoch(split: dict, vocab: dict) -> int:
     return len(split["starts"]) * split["seq_length"]
 
 
-def load_model(path, train_stage: str = "train-lstm") -> keras.Model:
+def load_model(path, train_stage: str = "train-lstm", fix: str | None = None) -> keras.Model:
     """Load a saved model as data, not code: safe_mode refuses files that carry serialized
-    Python (a Lambda layer, say), which a model from a shared remote must never run."""
+    Python (a Lambda layer, say), which a model from a shared remote must never run. `fix`
+    says what to do when it cannot be loaded (default: rebuild it with `train_stage`)."""
     try:
         return keras.models.load_model(path, safe_mode=True)
     except (OSError, ValueError, TypeError) as err:
         if "safe_mode" in str(err):
             raise UserError(f"refusing {path}: it carries serialized Python code, which would run on loading "
-                            f"({str(err).split('.')[0]}). Models here are data; rebuild it with "
-                            f"`dvc repro -f {train_stage}`")
-        raise UserError(f"cannot load model {path} ({err}); run `dvc checkout {path}` or `dvc repro -f {train_stage}`")
+                            f"({str(err).split('.')[0]}). Models here are data; "
+                            + (fix or f"rebuild it with `dvc repro -f {train_stage}`"))
+        raise UserError(f"cannot load model {path} ({err}); "
+                        + (fix or f"run `dvc checkout {path}` or `dvc repro -f {train_stage}`"))
 
 
 def sampler_weights(model: keras.Model) -> dict:

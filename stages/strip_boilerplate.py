@@ -103,6 +103,9 @@ def main() -> None:
                 path = RAW_DIR / entry["file"]
                 raw = read_text(path, f"re-save {entry['text']} as UTF-8 (download-gutenberg.texts)")
                 book, chars = raw.strip(), len(raw)
+                if not book:
+                    raise UserError(f"{path} ({entry['text']}, from download-gutenberg.texts) holds only "
+                                    "whitespace: there is no text in it")
             book = clean_text(book, params["lowercase"], params["ascii_punctuation"])
             if i:
                 corpus.write("\n\n")  # a blank line between books

@@ -120,12 +120,19 @@ def check_base_model(params: dict, vocab: dict, spec: dict) -> dict:
         raise UserError(f"{stage}.init_from is set, but {spec['vocab']} is this corpus' own vocabulary, so its ids "
                         f"are not the ones the base model learnt: set encode-vocab.base_vocab to the base model's "
                         f"chars.json {howto}")
+    source, vocab_source = imported_from(path), imported_from(vocab["base"]["path"])
+    if source and vocab_source and (source["repo"], source["rev"]) != (vocab_source["repo"], vocab_source["rev"]):
+        raise UserError(f"the base model {path} and the base vocabulary {vocab['base']['path']} come from different "
+                        f"places ({source['repo']} at {source['rev']}, {vocab_source['repo']} at "
+                        f"{vocab_source['rev']}): import both from the same commit (`dvc update --rev …` both)")
     problems = shape_mismatches(shape, params, len(vocab["tokens"]), stage, spec["vocab"])
     if problems:
+        fix = ("Set encode-vocab.base_vocab to the base model's own chars.json" if shape["vocabulary"] !=
+               len(vocab["tokens"]) else f"Set {stage}'s params to the base model's (or choose another base)")
         raise UserError(f"the base model {path} does not fit this training:\n  " + "\n  ".join(problems)
-                        + f"\nSet the params to the base model's (or choose another base) {howto}")
-    return {"path": path, "sha256": sha256_file(path), "imported_from": imported_from(path),
-            "vocab": vocab["base"]}
+                        + f"\n{fix} {howto}")
+    return {"path": path, "sha256": sha256_file(path), "imported_from": source,
+            "vocab": vocab["base"] | {"imported_from": vocab_source}}
 
 
 CHECKPOINTS = Path("data/checkpoints")
@@ -402,14 +409,15 @@ def main(branch: str = "char") -> None:
 
     # TensorFlow loads only once the inputs are known to be good, and through lstm first: it
     # quiets TensorFlow's own start-up logging, which must happen before anything imports it.
-    from lstm import EpochSeeds, device_and_kernel, sampler_weights, split_dataset, targets_per_epoch
+    from lstm import EpochSeeds, device_and_kernel, load_model, sampler_weights, split_dataset, targets_per_epoch
     import keras
     from dvclive import Live
     from dvclive.keras import DVCLiveCallback
 
     model, strategy = compiled_model(params, len(vocab["tokens"]))
     if base:  # a resumed run then loads its checkpoint over these weights
-        base_model = keras.saving.load_model(base["path"])
+        base_model = load_model(base["path"], fix=f"bring it in again with `dvc update {base['path']}.dvc`, or "
+                                                  f"set {spec['train_stage']}.init_from to another base model")
         with strategy.scope():
             model.set_weights(base_model.get_weights())
     device, kernel = device_and_kernel(model, strategy)

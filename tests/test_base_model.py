@@ -4,12 +4,15 @@ into another with `dvc import`, fine-tuned there and audited back to its pretrai
 
 import json
 import math
+import subprocess
+import sys
 
 import pytest
+import yaml
 
 import encode_vocab
 import train_lstm
-from conftest import book_body, gutenberg_file, make_dvc_project, run_data_stages, sh, write_params
+from conftest import ROOT, book_body, gutenberg_file, make_dvc_project, run_data_stages, sh, write_params
 from errors import UserError
 from test_pipeline import repro, set_param
 from vocab import build_char_vocab
@@ -71,7 +74,29 @@ def saved_model(tmp_path_factory):
 
 
 def test_a_saved_models_shape_is_read_without_tensorflow(saved_model):
+    """So that a base model that does not fit is refused in a second, not after TensorFlow loads."""
     assert train_lstm.saved_shape(saved_model) == {"vocabulary": 30, "embedding_dim": 8, "units": [16]}
+    check = ("import sys; sys.path.insert(0, 'stages'); import train_lstm; "
+             f"print(train_lstm.saved_shape({str(saved_model)!r})['units']); print('tensorflow' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", check], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert proc.stdout.split() == ["[16]", "False"]
+
+
+def test_a_base_model_and_vocabulary_from_different_imports_are_refused(tmp_path, saved_model, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data/base").mkdir(parents=True)
+    (tmp_path / BASE_MODEL).write_bytes(saved_model.read_bytes())
+    for name, rev in ((BASE_MODEL, "a" * 40), (BASE_VOCAB, "b" * 40)):
+        (tmp_path / f"{name}.dvc").write_text(yaml.safe_dump({"deps": [{"path": "x", "repo": {
+            "url": "../shelf", "rev_lock": rev}}], "outs": [{"path": name.split("/")[-1]}]}))
+    vocab = {"tokens": list("abcdefghijklmnopqrstuvwxyz.,!?"), "base": {"path": BASE_VOCAB, "sha256": "0" * 64}}
+    params = {"layers": 1, "units": 16, "embedding_dim": 8, "init_from": BASE_MODEL}
+    with pytest.raises(UserError, match=rf"come from different places \(../shelf at {'a' * 40}, ../shelf at "
+                                        rf"{'b' * 40}\)"):
+        train_lstm.check_base_model(params, vocab, {"train_stage": "train-lstm", "vocab": "data/vocab/chars.json"})
+    (tmp_path / f"{BASE_VOCAB}.dvc").write_text((tmp_path / f"{BASE_MODEL}.dvc").read_text())
+    base = train_lstm.check_base_model(params, vocab, {"train_stage": "train-lstm", "vocab": "data/vocab/chars.json"})
+    assert base["imported_from"] == {"repo": "../shelf", "rev": "a" * 40, "path": "x"}
 
 
 def test_a_base_model_that_does_not_fit_is_refused_naming_both_sides(saved_model):

@@ -250,3 +250,11 @@ def test_an_own_text_that_is_not_utf8_is_named_with_its_source(in_tmp):
     (in_tmp / "data/raw/manifest.json").write_text(json.dumps([{"text": "latin1.txt", "file": "text-1-latin1.txt"}]))
     with pytest.raises(UserError, match=r"data/raw/text-1-latin1.txt is not UTF-8 text .*re-save latin1.txt as UTF-8"):
         strip_boilerplate.main()
+
+
+def test_an_own_text_of_only_whitespace_is_refused(in_tmp):
+    stage_dir(in_tmp, {})
+    (in_tmp / "data/raw/text-1-blank.txt").write_bytes(b" " * 5000 + b"\r\n")
+    (in_tmp / "data/raw/manifest.json").write_text(json.dumps([{"text": "blank.txt", "file": "text-1-blank.txt"}]))
+    with pytest.raises(UserError, match=r"text-1-blank.txt \(blank.txt, from download-gutenberg.texts\) holds only"):
+        strip_boilerplate.main()

@@ -422,3 +422,34 @@ def test_bad_texts_get_clear_errors(server, in_tmp, texts, expected):
     with pytest.raises(UserError, match=expected):
         download_gutenberg.main()
     assert not (in_tmp / "data/raw").exists()
+
+
+def test_a_text_listed_twice_is_read_once_with_its_pin_and_two_pins_are_refused(in_tmp):
+    (in_tmp / "notes.txt").write_bytes(b"local notes\n")
+    pin = hashlib.sha256(b"local notes\n").hexdigest()
+    texts_params(in_tmp, ["notes.txt", {"source": "./notes.txt", "sha256": pin}])
+    download_gutenberg.main()
+    manifest = json.loads((in_tmp / "data/raw/manifest.json").read_text())
+    assert [e["text"] for e in manifest] == ["notes.txt"]
+    texts_params(in_tmp, ["notes.txt", {"source": "./notes.txt", "sha256": "0" * 64}])
+    with pytest.raises(UserError, match=r"pins: the file changed"):  # the pin of either mention holds
+        download_gutenberg.main()
+    texts_params(in_tmp, [{"source": "notes.txt", "sha256": pin}, {"source": "notes.txt", "sha256": "0" * 64}])
+    with pytest.raises(UserError, match=r"lists notes.txt twice with different sha256"):
+        download_gutenberg.main()
+
+
+def test_texts_are_fetched_afresh_after_a_failed_run_where_books_are_kept(server, in_tmp):
+    """A book that arrived waits for the next run; a local text may have been edited meanwhile."""
+    server.files["/pg1.txt"] = BOOK
+    (in_tmp / "notes.txt").write_bytes(b"first draft\n")
+    write_params(in_tmp, download_gutenberg={"book_ids": [1, 2], "mirrors": [server.url + "/pg{id}.txt"],
+                                             "texts": ["notes.txt"]})
+    with pytest.raises(UserError, match="could not download 1 of 3 files"):
+        download_gutenberg.main()  # book 2 is missing
+    (in_tmp / "notes.txt").write_bytes(b"second draft\n")
+    server.files["/pg2.txt"] = BOOK
+    download_gutenberg.main()
+    notes = json.loads((in_tmp / "data/raw/manifest.json").read_text())[2]
+    assert (in_tmp / "data/raw" / notes["file"]).read_bytes() == b"second draft\n"
+    assert server.hits["/pg1.txt"] == 1  # the book was kept
