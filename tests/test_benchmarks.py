@@ -1,11 +1,16 @@
 """The benchmarks' own parts (benchmarks/ is run by hand, not here): the tutorial's data layout
-and loop, and the held-out windows both methods are scored on."""
+and loop, and the held-out windows both methods are scored on; quality.py's split of Tiny
+Shakespeare, its scoring, its Transformer and how it compares the two models."""
 
+import json
+import math
 import sys
 
 import numpy as np
+import pytest
 
 import lstm
+import quality
 import run
 import scale
 from sampling import Stepper
@@ -66,3 +71,95 @@ def test_a_measured_command_reports_its_own_peak_memory_not_ours(tmp_path):
     del ours
     assert idle.peak_mib < 100 and 200 < busy.peak_mib < 300
     assert 0 < idle.cpu_seconds <= busy.cpu_seconds < busy.seconds + 1
+
+
+
+# benchmarks/quality.py: Tiny Shakespeare, the LSTM against a small Transformer
+
+SHAKESPEARE_CHARS = "\n !$&',-.3:;?ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"  # its 65
+
+
+def test_shakespeare_splits_at_90_percent_and_keeps_its_65_characters_sorted_case_and_all(tmp_path):
+    text = (SHAKESPEARE_CHARS[::-1] * 16)[:1000]
+    (tmp_path / "tiny.txt").write_text(text, encoding="utf-8")
+    vocab, train, val = quality.shakespeare(tmp_path / "tiny.txt")
+    assert vocab["tokens"] == sorted(SHAKESPEARE_CHARS) and vocab["unknown"] is None
+    assert len(train) == 900 and len(val) == 100
+    assert "".join(vocab["tokens"][i] for i in [*train, *val]) == text
+
+
+def test_both_models_are_scored_on_the_same_held_out_characters_each_predicted_once():
+    val = np.arange(1000)
+    scored = quality.scored_text(val, [10, 4])  # lcm 20: 980 of the 999 predictable characters
+    assert scored.tolist() == list(range(981))
+    for length in (10, 4):
+        inputs, targets = quality.blocks(scored, length)
+        assert inputs.shape == targets.shape == (980 // length, length)
+        assert targets.ravel().tolist() == list(range(1, 981))  # every character after the first, once, in order
+        assert (inputs + 1 == targets).all()  # each predicted from the ones before it in its block
+        assert inputs[1, 0] == length  # blocks do not overlap: the second starts where the first ends
+
+
+def test_block_loss_is_the_mean_cross_entropy_in_nats_of_every_position():
+    ids = np.arange(41) % 7
+    uniform = lambda x: np.zeros((*x.shape, 7))  # noqa: E731
+    assert quality.block_loss(uniform, ids, 10, batch=3) == pytest.approx(math.log(7))
+    knows_the_next = lambda x: 50.0 * np.eye(7)[(x + 1) % 7]  # noqa: E731
+    assert quality.block_loss(knows_the_next, ids, 10, batch=3) < 1e-15
+    half_sure = lambda x: np.log(np.where(np.eye(7)[(x + 1) % 7] == 1, 0.5, 0.5 / 6))  # noqa: E731
+    assert quality.block_loss(half_sure, ids, 8) == pytest.approx(math.log(2))
+
+
+def test_the_transformer_reads_no_later_character():
+    quality.keras.utils.set_random_seed(0)
+    model = quality.transformer(vocab_size=11, context=8, layers=2, heads=2, width=16)
+    ids = np.random.default_rng(0).integers(0, 11, size=(2, 8)).astype(np.int32)
+    changed = ids.copy()
+    changed[:, 5] = (changed[:, 5] + 1) % 11
+    before, after = model.predict_on_batch(ids), model.predict_on_batch(changed)
+    assert before.shape == (2, 8, 11)
+    np.testing.assert_array_equal(before[:, :5], after[:, :5])  # positions before the change: untouched
+    assert not np.allclose(before[:, 5:], after[:, 5:], atol=1e-6)  # from it on: it is read
+
+
+def test_the_lstm_settings_keep_the_project_model_cudnn_eligible():
+    s = quality.LSTM
+    model = lstm.build_model(65, s["embedding_dim"], s["units"], s["layers"], s["dropout"])
+    assert lstm.cudnn_problems(model) == []
+
+
+def test_the_learning_rate_warms_up_linearly_holds_then_halves_every_half_life():
+    schedule = quality.Schedule(1e-3, warmup=100, hold=500, half_life=1000)
+    rates = [float(schedule(step)) for step in (0, 49, 100, 500, 1500, 3500)]
+    assert rates == pytest.approx([1e-3 / 101, 1e-3 * 50 / 101, 1e-3, 1e-3, 1e-3 / 2, 1e-3 / 8], rel=1e-5)
+    assert float(quality.Schedule(3e-3, warmup=0, hold=10, half_life=10)(0)) == pytest.approx(3e-3)  # no warmup
+
+
+def test_time_to_reach_interpolates_between_the_probes_around_the_target():
+    curve = [[10.0, 3.0], [20.0, 2.0], [30.0, 1.5]]
+    assert quality.time_to_reach(curve, 1.75) == 25.0
+    assert quality.time_to_reach(curve, 2.0) == 20.0
+    assert quality.time_to_reach(curve, 3.5) == 10.0  # already there at the first probe
+    assert quality.time_to_reach(curve, 1.0) is None  # never within the run
+    assert quality.time_to_reach([[10.0, 2.0], [20.0, 2.5], [30.0, 1.0]], 1.5) == pytest.approx(20.0 + 10.0 / 1.5)
+
+
+def test_the_figures_at_the_marks_are_the_probes_there_and_the_targets_follow():
+    curve = [[s, round(3.0 - s / 600, 4)] for s in range(15, 901, 15)]
+    assert quality.at_minutes(curve, 1.0, 15) == {"3": 2.7, "10": 2.0, "15": 1.5}
+    assert quality.at_minutes([[1.8, 2.5], [6.0, 2.1]], 0.01, 10) == {"3": 2.5, "10": 2.1}
+    runs = {"lstm": {"curve": curve, "held_out_loss_at_minutes": {"3": 2.7, "10": 2.0, "15": 1.5}},
+            "transformer": {"curve": [[180.0, 2.8], [600.0, 2.75]], "held_out_loss_at_minutes": {"3": 2.8, "10": 2.75}}}
+    result = quality.compare(runs, 1.0)
+    assert result["lstm_reaches_transformer_3_min_loss_after_seconds"] == pytest.approx(120.0)
+    assert result["lstm_reaches_transformer_3_min_loss_share_of_3_min"] == round(120 / 180, 3)
+    assert result["transformer_reaches_lstm_3_min_loss_after_seconds"] is None
+    assert result["targets"] == {"lstm_below_transformer_at_3_min": True, "lstm_below_transformer_at_10_min": True,
+                                 "lstm_at_most_1.47_at_15_min": False}
+
+
+def test_the_result_goes_under_quality_shakespeare_keeping_every_other_key(tmp_path):
+    out = tmp_path / "benchmarks.json"
+    out.write_text(json.dumps({"training": {"a": 1}, "quality": {"other": 2}}))
+    quality.write_result(out, {"runs": {}})
+    assert json.loads(out.read_text()) == {"training": {"a": 1}, "quality": {"other": 2, "shakespeare": {"runs": {}}}}
