@@ -37,7 +37,7 @@ HTML_PAGE = "an HTML page, not a plain-text file (a login or error page?)"
 POOL_SIZE = 4
 
 
-def _is_url(source: str) -> bool:
+def is_url(source: str) -> bool:
     return source.startswith(("http://", "https://"))
 
 
@@ -56,7 +56,7 @@ def _mirror_source(filename: str, **fields) -> str | None:
         except (IndexError, ValueError):
             raise UserError(f"{MIRROR_ENV}={override!r} is not a valid URL template: write {{id}} where the "
                             "book number goes, or give a directory")
-    if not _is_url(override) and not Path(override).is_dir():
+    if not is_url(override) and not Path(override).is_dir():
         where = "" if Path(override).is_absolute() else f" ({Path(override).absolute()})"
         problem = "is a file, not a directory" if Path(override).exists() else "does not exist"
         raise UserError(f"{MIRROR_ENV} is set to {override}{where}, which {problem}: point it at a directory "
@@ -251,7 +251,7 @@ def fetch(urls: list[str], dest: str | os.PathLike, what: str, *, hint: str = ""
     """
     failures = []
     for url in urls:
-        if _is_url(url):
+        if is_url(url):
             reason = _fetch_http(url, dest, what, max(attempts, 1), timeout, backoff, progress)
         elif Path(url).is_file():
             reason = _write_checked(dest, lambda tmp: shutil.copyfile(url, tmp))

@@ -33,7 +33,7 @@ import sys
 from pathlib import Path
 from typing import NamedTuple
 
-from download import Download, fetch_many, mirror_hint, with_mirror
+from download import Download, fetch_many, is_url, mirror_hint, with_mirror
 from errors import UserError, run
 from files import atomic_dir, sha256_file, write_json
 from params import list_of, non_empty_string, positive_int, read_params
@@ -81,10 +81,6 @@ def texts_of(items: list) -> list[Text]:
                             f"({pinned}, {sha}): keep the one its bytes have")
         texts[source] = Text(source, pinned or sha or None)
     return list(texts.values())
-
-
-def is_url(source: str) -> bool:
-    return source.startswith(("http://", "https://"))
 
 
 def check_templates(templates: list[str]) -> None:

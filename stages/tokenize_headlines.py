@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from download import fetch, mirror_hint, refusal, with_mirror
+from download import fetch, is_url, mirror_hint, refusal, with_mirror
 from errors import UserError, run
 from files import atomic_dir, write_json
 from params import boolean, fraction, integer, list_of, non_empty_string, optional, positive_int, read_params
@@ -128,7 +128,7 @@ def read_headlines(path: Path, column: str, name: str) -> list[str]:
 def get_source(source: str, dest: Path) -> None:
     """Copy or download the CSV to dest, with the same retries and mirror as the books; an
     empty file or an HTML page is refused, whichever way it came."""
-    if source.startswith(("http://", "https://")):
+    if is_url(source):
         name = source.rsplit("/", 1)[-1] or "headlines.csv"
         fetch(with_mirror([source], name), dest, "the headlines CSV", hint=mirror_hint(name))
     elif Path(source).is_file():
