@@ -22,19 +22,15 @@ an Alice character the shelf lacks is its unknown token, counted in the results)
 
 import argparse
 import json
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
-
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "stages"), str(ROOT / "benchmarks")]
 
 from files import write_json  # noqa: E402
-from run import PROJECT_FILES, machine, measured, set_params, work_folder  # noqa: E402
+from run import benchmark_env, copy_project, machine, measured, set_params, work_folder  # noqa: E402
 
 CORPORA = ROOT.parent / "shared" / "corpora"
 SHELF_BOOKS = [1342, 1228, 1513]        # in CORPORA as pg<id>.txt
@@ -56,15 +52,7 @@ FINE_TUNE = {"train-lstm": {"learning_rate": 0.001, "dropout": 0.25}}
 
 
 def clone(work: Path, name: str, env: dict) -> Path:
-    """A copy of the project (its files as committed here) in a fresh git repo."""
-    project = work / name
-    for path in PROJECT_FILES:
-        (project / path).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / path, project / path)
-    shutil.copytree(ROOT / "stages", project / "stages", ignore=shutil.ignore_patterns("__pycache__"))
-    git(project, env, "init", "-q")
-    commit(project, env, "benchmark")
-    return project
+    return copy_project(work / name, env)
 
 
 def git(project: Path, env: dict, *args: str) -> str:
@@ -109,10 +97,7 @@ def main() -> None:
         mirror.mkdir()
         for book in [11, *SHELF_BOOKS]:
             (mirror / f"pg{book}.txt").symlink_to((args.corpora / f"pg{book}.txt").resolve())
-        env = {**os.environ, "DVC_NO_ANALYTICS": "1", "GUTENBERG_MIRROR": str(mirror),
-               "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-               "GIT_AUTHOR_NAME": "benchmark", "GIT_AUTHOR_EMAIL": "benchmark@127.0.0.1",
-               "GIT_COMMITTER_NAME": "benchmark", "GIT_COMMITTER_EMAIL": "benchmark@127.0.0.1"}
+        env = {**benchmark_env(), "GUTENBERG_MIRROR": str(mirror)}
 
         print("base: pretraining on the shelf…", file=sys.stderr)
         base = clone(work, "base", env)

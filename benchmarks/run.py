@@ -119,15 +119,29 @@ def machine() -> dict:
     return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}
 
 
-def pipeline(work: Path, env: dict, epochs: int) -> tuple[Path, dict]:
-    project = work / "project"
+def benchmark_env() -> dict:
+    """The environment benchmarks run dvc and git in: no analytics, this Python first, a git identity."""
+    return {**os.environ, "DVC_NO_ANALYTICS": "1",
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+            "GIT_AUTHOR_NAME": "benchmark", "GIT_AUTHOR_EMAIL": "benchmark@127.0.0.1",
+            "GIT_COMMITTER_NAME": "benchmark", "GIT_COMMITTER_EMAIL": "benchmark@127.0.0.1"}
+
+
+def copy_project(project: Path, env: dict, **params) -> Path:
+    """A copy of the project (its files as they are here), `params` set, committed in a fresh git repo."""
     for name in PROJECT_FILES:
         (project / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, project / name)
     shutil.copytree(ROOT / "stages", project / "stages", ignore=shutil.ignore_patterns("__pycache__"))
-    set_params(project, **{"train-lstm": {"epochs": epochs}, "train-lstm-headlines": {"epochs": epochs}})
+    set_params(project, **params)
     for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-q", "-m", "benchmark"]):
         subprocess.run(cmd, cwd=project, env=env, check=True, capture_output=True)
+    return project
+
+
+def pipeline(work: Path, env: dict, epochs: int) -> tuple[Path, dict]:
+    project = copy_project(work / "project", env, **{"train-lstm": {"epochs": epochs},
+                                                      "train-lstm-headlines": {"epochs": epochs}})
 
     full, ran = repro(project, env, work / "repro-full.log")
     noop = statistics.median(repro(project, env, work / f"repro-noop-{i}.log")[0] for i in range(3))
@@ -226,10 +240,7 @@ def main() -> None:
                                                               "from --out, and the previous ones printed beside")
     args = parser.parse_args()
 
-    env = {**os.environ, "DVC_NO_ANALYTICS": "1",
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "GIT_AUTHOR_NAME": "benchmark", "GIT_AUTHOR_EMAIL": "benchmark@127.0.0.1",
-           "GIT_COMMITTER_NAME": "benchmark", "GIT_COMMITTER_EMAIL": "benchmark@127.0.0.1"}
+    env = benchmark_env()
     with work_folder("lstm-textgen-benchmarks-", args.keep, "the logs and the project copy") as work:
         if args.only == "sampling":
             results = json.loads(args.out.read_text())
