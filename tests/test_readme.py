@@ -2,6 +2,7 @@
 
 import re
 
+import pretraining
 import yaml
 
 from conftest import ROOT
@@ -65,3 +66,15 @@ def test_the_tiny_run_and_the_params_commands_work_as_written(dvc_project):
     assert "best_val_loss" in sh(["dvc", "metrics", "show"], repo, env).stdout
     sh(["dvc", "plots", "show"], repo, env)
     assert (repo / "dvc_plots/index.html").is_file()
+
+
+def test_the_fine_tuning_recipe_is_the_one_the_pretraining_benchmark_measured():
+    """The README's base and fine-tuning params are what benchmarks/pretraining.py ran to get the
+    figures the README quotes for them (BASE, SHELF_BOOKS, FINE_TUNE)."""
+    section = README.split("## Fine-tuning a base model")[1].split("\n## ")[0]
+    base, tuned = [yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", section, re.DOTALL)]
+    assert base["download-gutenberg"]["book_ids"] == pretraining.SHELF_BOOKS
+    for stage, values in pretraining.BASE.items():
+        assert {key: base[stage][key] for key in values} == values, stage
+    assert {key: tuned["train-lstm"][key] for key in pretraining.FINE_TUNE["train-lstm"]} == \
+        pretraining.FINE_TUNE["train-lstm"]
