@@ -36,7 +36,11 @@ The two models:
   max_iters, which is a budget.
 Both draw training windows that start anywhere in the text, as nanoGPT's get_batch does (here:
 every start once per pass, in a shuffled order), and run with Keras' defaults (no XLA on a CPU:
-it did not make the LSTM faster here).
+it made the LSTM slower here). Precision, the same rule for both: each model first trains for
+SPEED_SECONDS in float32 and under Keras' mixed_bfloat16 policy (bfloat16 arithmetic, float32
+weights and logits; only on a CPU that does bfloat16 natively, avx512_bf16 or AMX, as elsewhere
+it is emulated and slow), and then trains its budget in the one that trained more characters
+per second. nanoGPT runs in float32 on a CPU.
 
 Targets (issue 13): the LSTM at most 1.47 nats/char after 15 minutes (nanoGPT's 6-layer, 10.7M
 parameter Transformer after about 3 minutes on an A100 GPU); the LSTM below the Transformer at 3
@@ -72,6 +76,7 @@ VAL_FRACTION = 0.1
 MARKS = (3, 10, 15)           # minutes of training at which the held-out loss is reported
 BUDGETS = {"lstm": 15, "transformer": 10}  # minutes of training per model
 PROBE_SECONDS = 15            # of training between probes of the held-out loss
+SPEED_SECONDS = 30            # of steps timed per model and precision, to show what bfloat16 does for each
 TARGET_LSTM_15 = 1.47         # nats/char: nanoGPT's 6-layer Transformer on an A100
 NANOGPT_CPU_3 = 1.88          # nats/char: nanoGPT's README for the Transformer below, ~3 minutes on a laptop CPU
 
@@ -89,13 +94,18 @@ SCHEDULE = {"hold": 5_000_000, "half_life": 3_000_000}
 # anywhere: 1.79 (1.78 scored on blocks of 100); batch 128 at 6e-3: 2.23 after 1.5 million
 # against 2.07; context 128, halving every 5 million from the start: 1.89, then 1.61 after 9. So:
 # - the project's default model (875,000 weights; the Transformer has 812,000);
-# - no dropout: the 3-minute race needs the fastest start (dropout above 0 was not tried here);
-#   windows that start anywhere (step 1) give a fresh cut of the text every pass instead;
+# - no dropout: the 3-minute race needs the fastest start, and 15 minutes are too few passes for
+#   dropout to pay (0.1, in mixed bfloat16: 1.866 after 3 million characters against 1.797
+#   without, 1.601 after 9 million against about 1.54); windows that start anywhere (step 1)
+#   give a fresh cut of the text every pass instead;
 # - batch 64: a CPU pays a fixed cost per time step besides the batch's arithmetic (characters
 #   per CPU second at batch 32: 6,100; 64: 9,100; 128: 11,500), but 128 learned less per second;
 # - context 100 (window.seq_length): 64 and 100 learned alike per character, and 100 is scored
 #   with more context;
 # - params.yaml's learning rate, no warmup; the gradient's norm clipped at 1, as nanoGPT clips.
+# - mixed bfloat16 (chosen by speed, as for the Transformer): 1.4 to 1.6 times the characters
+#   per second of float32 here, and within 0.02 of float32's held-out loss after the same
+#   characters (1.797 after 3 million against 1.778, 1.600 after 6 million against 1.596).
 LSTM = {"layers": 2, "units": 256, "embedding_dim": 64, "dropout": 0.0, "batch_size": 64, "context": 100, "step": 1,
         "learning_rate": 3e-3, "warmup_steps": 0, "clipnorm": 1.0}
 
@@ -104,6 +114,27 @@ LSTM = {"layers": 2, "units": 256, "embedding_dim": 64, "dropout": 0.0, "batch_s
 TRANSFORMER = {"layers": 4, "heads": 4, "width": 128, "context": 64, "batch_size": 12,
                "learning_rate": 1e-3, "beta_2": 0.99, "weight_decay": 0.1, "clipnorm": 1.0, "warmup_steps": 100,
                "step": 1}
+
+
+def bfloat16_native() -> bool:
+    """Whether this CPU does bfloat16 arithmetic in hardware (x86: avx512_bf16 or AMX)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def lstm_model(vocab_size: int, s: dict) -> keras.Model:
+    """train-lstm's model (lstm.build_model) under the global dtype policy. Under mixed precision its
+    logits layer is made again in float32, as Keras advises for a model's last layer: bfloat16
+    keeps 8 bits of mantissa, which would blur the very loss being compared."""
+    model = lstm.build_model(vocab_size, s["embedding_dim"], s["units"], s["layers"], s["dropout"])
+    if keras.mixed_precision.global_policy().name == "float32":
+        return model
+    features = model.get_layer(f"dropout_{s['layers']}").output
+    return keras.Model(model.input, keras.layers.Dense(vocab_size, dtype="float32", name="logits")(features),
+                       name=model.name)
 
 
 def shakespeare(path: Path) -> tuple[dict, np.ndarray, np.ndarray]:
@@ -226,19 +257,27 @@ class Clock(keras.callbacks.Callback):
         self.started = time.monotonic()
 
 
-def train(kind: str, corpus: Path, seconds: float, every: float) -> dict:
-    """Train one model for `seconds`; its held-out curve and figures."""
-    vocab, train_ids, val = shakespeare(corpus)
-    vocab_size = len(vocab["tokens"])
-    scored = scored_text(val, [LSTM["context"], TRANSFORMER["context"]])
+def settings(kind: str, precision: str) -> dict:
+    """The model's settings (LSTM or TRANSFORMER) with the dtype policy it trains under."""
+    return (LSTM if kind == "lstm" else TRANSFORMER) | {"precision": precision}
+
+
+def precisions() -> list[str]:
+    """The dtype policies this CPU runs at full speed: float32, and mixed bfloat16 where it has it."""
+    return ["float32", "mixed_bfloat16"] if bfloat16_native() else ["float32"]
+
+
+def compiled(kind: str, s: dict, vocab_size: int, train_ids: np.ndarray):
+    """The model with its optimizer, under s's precision, and its training batches (whole ones only:
+    a smaller last one would have TensorFlow trace and compile the step again, on the clock)."""
     keras.utils.set_random_seed(1)
-    s = LSTM if kind == "lstm" else TRANSFORMER
+    keras.mixed_precision.set_global_policy(s["precision"])
     context, batch = s["context"], s["batch_size"]
     per_step = batch * context  # characters predicted in a step
     rate = Schedule(s["learning_rate"], s["warmup_steps"], SCHEDULE["hold"] / per_step,
                     SCHEDULE["half_life"] / per_step)
     if kind == "lstm":
-        model = lstm.build_model(vocab_size, s["embedding_dim"], s["units"], s["layers"], s["dropout"])
+        model = lstm_model(vocab_size, s)
         optimizer = keras.optimizers.Adam(rate, global_clipnorm=s["clipnorm"])
     else:
         model = transformer(vocab_size, context, s["layers"], s["heads"], s["width"])
@@ -246,12 +285,41 @@ def train(kind: str, corpus: Path, seconds: float, every: float) -> dict:
                                            global_clipnorm=s["clipnorm"])
         optimizer.exclude_from_weight_decay(var_list=[v for v in model.trainable_variables if len(v.shape) < 2])
     model.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    # Whole batches only: a smaller last one would have TensorFlow trace and compile the step again, on the clock.
     starts = np.asarray(window_starts(len(train_ids), context, s["step"]))
     starts = starts[:len(starts) // batch * batch]
-    dataset = lstm.window_dataset(train_ids, starts, context, batch, shuffle_seed=1)
+    return model, lstm.window_dataset(train_ids, starts, context, batch, shuffle_seed=1), len(starts) // batch
+
+
+def speeds(corpus: Path, seconds: float) -> dict:
+    """Characters trained per second by each model at each of precisions(), each timed over
+    `seconds` of steps after an untimed first one (TensorFlow traces the model in it)."""
+    vocab, train_ids, _ = shakespeare(corpus)
+    result = {}
+    for kind in BUDGETS:
+        result[kind] = {}
+        for precision in precisions():
+            s = settings(kind, precision)
+            model, dataset, _ = compiled(kind, s, len(vocab["tokens"]), train_ids)
+            batches = iter(dataset)
+            model.train_on_batch(*next(batches))
+            steps, started = 0, time.monotonic()
+            while time.monotonic() - started < seconds:
+                model.train_on_batch(*next(batches))
+                steps += 1
+            result[kind][precision] = round(steps * s["batch_size"] * s["context"] / (time.monotonic() - started))
+    return result
+
+
+def train(kind: str, corpus: Path, seconds: float, every: float, precision: str) -> dict:
+    """Train one model for `seconds` at `precision`; its held-out curve and figures."""
+    vocab, train_ids, val = shakespeare(corpus)
+    scored = scored_text(val, [LSTM["context"], TRANSFORMER["context"]])
+    s = settings(kind, precision)
+    context, batch = s["context"], s["batch_size"]
+    per_step = batch * context
+    model, dataset, steps_per_pass = compiled(kind, s, len(vocab["tokens"]), train_ids)
     clock = Clock(seconds, every, lambda: block_loss(model.predict_on_batch, scored, context))
-    model.fit(dataset, epochs=10**6, steps_per_epoch=len(starts) // batch, shuffle=False, verbose=0,
+    model.fit(dataset, epochs=10**6, steps_per_epoch=steps_per_pass, shuffle=False, verbose=0,
               callbacks=[clock])
     timed_tokens = (clock.steps - 1) * per_step
     return {"model": kind, "settings": s, "parameters": model.count_params(), "jit_compile": bool(model.jit_compile),
@@ -305,10 +373,10 @@ def report(result: dict) -> str:
     lines = [f"Tiny Shakespeare, held-out loss in nats/char (bits/char) on the same {result['held_out_characters']:,} "
              f"characters, after minutes of training; {m['cpu']}, {m['cores']} cores"
              + (f"; every budget x {scale:g}" if scale != 1 else ""),
-             f"{'model':<50}{'params':>9}{'tokens/s':>10}{'passes':>8}" + "".join(f"{f'{t} min':>16}" for t in MARKS)]
+             f"{'model':<50}{'precision':>16}{'params':>9}{'tokens/s':>10}{'passes':>8}" + "".join(f"{f'{t} min':>16}" for t in MARKS)]
     for kind, run in runs.items():
         at = run["held_out_loss_at_minutes"]
-        lines.append(f"{name(kind):<50}{run['parameters']:>9,}{run['tokens_per_second']:>10,}{run['passes']:>8}"
+        lines.append(f"{name(kind):<50}{run['settings']['precision']:>16}{run['parameters']:>9,}{run['tokens_per_second']:>10,}{run['passes']:>8}"
                      + "".join(f"{f'{at[str(t)]:.3f} ({bits(at[str(t)]):.2f})' if str(t) in at else '-':>16}"
                                for t in MARKS))
     lines.append(f"(nanoGPT's README: this Transformer about {NANOGPT_CPU_3} after about 3 minutes on a laptop CPU; "
@@ -320,6 +388,11 @@ def report(result: dict) -> str:
         lines.append(f"{NAMES[kind]} reaches {NAMES[other]}'s 3-minute loss ({target:.3f}) "
                      + (f"after {needs:g} s of training: {share}x the 3 minutes" if needs is not None else
                         f"not within its {runs[kind]['budget_seconds'] / 60:g} minutes"))
+    for kind, by_precision in result["characters_per_second_by_precision"].items():
+        fp32, bf16 = by_precision["float32"], by_precision.get("mixed_bfloat16")
+        lines.append(f"{NAMES[kind]}, characters trained per second in a {SPEED_SECONDS * scale:g} s trial: float32 "
+                     f"{fp32:,}, mixed bfloat16 " + (f"{bf16:,} ({bf16 / fp32:.2f}x)" if bf16 else "not on this CPU")
+                     + f"; trained in {runs[kind]['settings']['precision']}")
     for target, held in result["targets"].items():
         lines.append(f"target, {target.replace('_', ' ')}: {'met' if held else 'MISSED'}")
     return "\n".join(lines)
@@ -333,30 +406,42 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "metrics/benchmarks.json")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (each model's log)")
     parser.add_argument("--train", choices=list(BUDGETS), help=argparse.SUPPRESS)  # one model, in its own process
+    parser.add_argument("--precision", default="float32", help=argparse.SUPPRESS)
+    parser.add_argument("--speeds", action="store_true", help=argparse.SUPPRESS)  # in its own process too
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if not args.corpus.is_file():
         sys.exit(f"{args.corpus} not found: pass Tiny Shakespeare's text with --corpus")
     if args.train:
         seconds = BUDGETS[args.train] * 60 * args.scale
-        write_json(args.result, train(args.train, args.corpus, seconds, PROBE_SECONDS * args.scale))
+        write_json(args.result, train(args.train, args.corpus, seconds, PROBE_SECONDS * args.scale, args.precision))
+        return
+    if args.speeds:
+        write_json(args.result, speeds(args.corpus, SPEED_SECONDS * args.scale))
         return
 
     vocab, train_ids, val = shakespeare(args.corpus)
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     runs = {}
     with work_folder("lstm-textgen-quality-", args.keep, "each model's log") as work:
+        print("quality benchmark: each model's speed in float32 and in mixed bfloat16…", file=sys.stderr)
+        measured([sys.executable, __file__, "--speeds", "--result", work / "speeds.json", "--corpus", args.corpus,
+                  "--scale", args.scale], ROOT, env, work / "speeds.log")
+        precision_speeds = json.loads((work / "speeds.json").read_text())
         for kind, minutes in BUDGETS.items():
-            print(f"quality benchmark: {name(kind)}, {minutes * args.scale:g} minutes of training…", file=sys.stderr)
             out = work / f"{kind}.json"
+            fastest = max(precision_speeds[kind], key=precision_speeds[kind].get)
+            print(f"quality benchmark: {name(kind)}, {fastest}, {minutes * args.scale:g} minutes of training…",
+                  file=sys.stderr)
             cost = measured([sys.executable, __file__, "--train", kind, "--result", out, "--corpus", args.corpus,
-                             "--scale", args.scale], ROOT, env, work / f"{kind}.log")
+                             "--scale", args.scale, "--precision", fastest], ROOT, env, work / f"{kind}.log")
             run = json.loads(out.read_text())
             runs[kind] = run | {"held_out_loss_at_minutes": at_minutes(run["curve"], args.scale, minutes),
                                 "peak_rss_mib": round(cost.peak_mib), "cpu_seconds": round(cost.cpu_seconds)}
     result = {"machine": machine(), "scale": args.scale, "corpus": args.corpus.name,
               "vocabulary": len(vocab["tokens"]), "train_characters": len(train_ids),
-              "held_out_characters": runs["lstm"]["held_out_characters"], "runs": runs} | compare(runs, args.scale)
+              "held_out_characters": runs["lstm"]["held_out_characters"], "runs": runs,
+              "characters_per_second_by_precision": precision_speeds} | compare(runs, args.scale)
     write_result(args.out, result)
     print(report(result))
     print(f"written to {args.out}", file=sys.stderr)

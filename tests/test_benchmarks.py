@@ -128,6 +128,23 @@ def test_the_lstm_settings_keep_the_project_model_cudnn_eligible():
     assert lstm.cudnn_problems(model) == []
 
 
+def test_under_mixed_precision_the_lstm_computes_in_bfloat16_and_its_logits_stay_float32():
+    s = quality.LSTM | {"precision": "mixed_bfloat16"}
+    float32 = quality.lstm_model(65, s)
+    quality.keras.mixed_precision.set_global_policy(s["precision"])
+    try:
+        mixed = quality.lstm_model(65, s)
+    finally:
+        quality.keras.mixed_precision.set_global_policy("float32")
+    assert [layer.compute_dtype for layer in mixed.layers if "lstm" in layer.name] == ["bfloat16"] * s["layers"]
+    assert mixed.get_layer("logits").compute_dtype == "float32"
+    assert mixed.output.dtype == "float32"
+    assert [w.dtype for w in mixed.weights] == ["float32"] * len(mixed.weights)  # weights kept in float32
+    assert [w.shape for w in mixed.weights] == [w.shape for w in float32.weights]  # the same model otherwise
+    assert float32.get_layer("logits").compute_dtype == "float32" and float32.get_layer("lstm_1").compute_dtype == "float32"
+    assert lstm.cudnn_problems(mixed) == []
+
+
 def test_the_learning_rate_warms_up_linearly_holds_then_halves_every_half_life():
     schedule = quality.Schedule(1e-3, warmup=100, hold=500, half_life=1000)
     rates = [float(schedule(step)) for step in (0, 49, 100, 500, 1500, 3500)]
@@ -163,3 +180,19 @@ def test_the_result_goes_under_quality_shakespeare_keeping_every_other_key(tmp_p
     out.write_text(json.dumps({"training": {"a": 1}, "quality": {"other": 2}}))
     quality.write_result(out, {"runs": {}})
     assert json.loads(out.read_text()) == {"training": {"a": 1}, "quality": {"other": 2, "shakespeare": {"runs": {}}}}
+
+
+def test_each_model_is_timed_at_every_precision_this_cpu_runs_at_full_speed(tmp_path, monkeypatch):
+    (tmp_path / "tiny.txt").write_text(SHAKESPEARE_CHARS * 200, encoding="utf-8")
+    monkeypatch.setattr(quality, "bfloat16_native", lambda: True)
+    assert quality.precisions() == ["float32", "mixed_bfloat16"]
+    try:
+        speeds = quality.speeds(tmp_path / "tiny.txt", seconds=0.2)
+    finally:
+        quality.keras.mixed_precision.set_global_policy("float32")
+    assert list(speeds) == ["lstm", "transformer"]
+    for kind, by_precision in speeds.items():
+        assert list(by_precision) == ["float32", "mixed_bfloat16"], kind
+        assert all(isinstance(cps, int) and cps > 0 for cps in by_precision.values()), (kind, by_precision)
+    monkeypatch.setattr(quality, "bfloat16_native", lambda: False)
+    assert quality.precisions() == ["float32"]  # bfloat16 emulated in software is no contender
