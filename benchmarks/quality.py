@@ -1,7 +1,7 @@
 """Quality for CPU time: this project's LSTM against a small character-level Transformer
 (nanoGPT's settings for a CPU, written here in Keras), side by side in one run on Tiny Shakespeare.
 
-    python benchmarks/quality.py                # about 30 minutes on 2 cores: the LSTM trains 15, the Transformer 10
+    python benchmarks/quality.py                # about 35 minutes on 2 cores: the LSTM trains 15, the Transformer 10
     python benchmarks/quality.py --scale 0.01   # a smoke run: every budget and probe interval a hundredth
 
 The text: Tiny Shakespeare (--corpus; default ../shared/corpora/tinyshakespeare.txt beside the
