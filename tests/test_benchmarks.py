@@ -122,8 +122,9 @@ def test_the_transformer_reads_no_later_character():
     assert not np.allclose(before[:, 5:], after[:, 5:], atol=1e-6)  # from it on: it is read
 
 
-def test_the_lstm_settings_keep_the_project_model_cudnn_eligible():
-    s = quality.LSTM
+@pytest.mark.parametrize("kind", ["lstm", "lstm_large"])
+def test_both_lstms_settings_keep_the_project_model_cudnn_eligible(kind):
+    s = quality.MODELS[kind]
     model = lstm.build_model(65, s["embedding_dim"], s["units"], s["layers"], s["dropout"])
     assert lstm.cudnn_problems(model) == []
 
@@ -165,14 +166,36 @@ def test_the_figures_at_the_marks_are_the_probes_there_and_the_targets_follow():
     curve = [[s, round(3.0 - s / 600, 4)] for s in range(15, 901, 15)]
     assert quality.at_minutes(curve, 1.0, 15) == {"3": 2.7, "10": 2.0, "15": 1.5}
     assert quality.at_minutes([[1.8, 2.5], [6.0, 2.1]], 0.01, 10) == {"3": 2.5, "10": 2.1}
+    slow_start = [[180.0, 2.9], [600.0, 2.5], [900.0, 1.4]]
     runs = {"lstm": {"curve": curve, "held_out_loss_at_minutes": {"3": 2.7, "10": 2.0, "15": 1.5}},
+            "lstm_large": {"curve": slow_start, "held_out_loss_at_minutes": {"3": 2.9, "10": 2.5, "15": 1.4}},
             "transformer": {"curve": [[180.0, 2.8], [600.0, 2.75]], "held_out_loss_at_minutes": {"3": 2.8, "10": 2.75}}}
     result = quality.compare(runs, 1.0)
     assert result["lstm_reaches_transformer_3_min_loss_after_seconds"] == pytest.approx(120.0)
     assert result["lstm_reaches_transformer_3_min_loss_share_of_3_min"] == round(120 / 180, 3)
     assert result["transformer_reaches_lstm_3_min_loss_after_seconds"] is None
+    assert result["lstm_large_reaches_transformer_3_min_loss_after_seconds"] == pytest.approx(180 + 420 * 0.1 / 0.4)
+    assert result["transformer_reaches_lstm_large_3_min_loss_after_seconds"] == pytest.approx(180.0)
     assert result["targets"] == {"lstm_below_transformer_at_3_min": True, "lstm_below_transformer_at_10_min": True,
-                                 "lstm_at_most_1.47_at_15_min": False}
+                                 "lstm_at_most_1.47_at_15_min": False,
+                                 "lstm_large_below_transformer_at_3_min": False,
+                                 "lstm_large_below_transformer_at_10_min": True,
+                                 "lstm_large_at_most_1.47_at_15_min": True}
+    for kind, run in runs.items():
+        run |= {"settings": quality.MODELS[kind] | {"precision": "float32"}, "parameters": 1000, "tokens_per_second": 10,
+                "passes": 1.0, "budget_seconds": quality.BUDGETS[kind] * 60.0}
+    report = quality.report(result | {"runs": runs, "scale": 1.0, "held_out_characters": 100,
+                                      "machine": {"cpu": "a CPU", "cores": 2},
+                                      "characters_per_second_by_precision": {k: {"float32": 10} for k in runs}})
+    assert "the LSTM reaches the Transformer's 3-minute loss (2.800) after 120 s of training: 0.667x the 3 minutes" in report
+    assert "the Transformer reaches the LSTM's 3-minute loss (2.700) not within its 10 minutes" in report
+    assert "the Transformer reaches the large LSTM's 3-minute loss (2.900) after 180 s" in report
+    assert report.endswith("target, LSTM below transformer at 3 min: met\n"
+                           "target, LSTM below transformer at 10 min: met\n"
+                           "target, LSTM at most 1.47 at 15 min: MISSED\n"
+                           "target, large LSTM below transformer at 3 min: MISSED\n"
+                           "target, large LSTM below transformer at 10 min: met\n"
+                           "target, large LSTM at most 1.47 at 15 min: met")
 
 
 def test_the_result_goes_under_quality_shakespeare_keeping_every_other_key(tmp_path):
@@ -190,7 +213,7 @@ def test_each_model_is_timed_at_every_precision_this_cpu_runs_at_full_speed(tmp_
         speeds = quality.speeds(tmp_path / "tiny.txt", seconds=0.2)
     finally:
         quality.keras.mixed_precision.set_global_policy("float32")
-    assert list(speeds) == ["lstm", "transformer"]
+    assert list(speeds) == ["lstm", "lstm_large", "transformer"]
     for kind, by_precision in speeds.items():
         assert list(by_precision) == ["float32", "mixed_bfloat16"], kind
         assert all(isinstance(cps, int) and cps > 0 for cps in by_precision.values()), (kind, by_precision)
