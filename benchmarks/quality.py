@@ -390,10 +390,10 @@ def report(result: dict) -> str:
     lines = [f"Tiny Shakespeare, held-out loss in nats/char (bits/char) on the same {result['held_out_characters']:,} "
              f"characters, after minutes of training; {m['cpu']}, {m['cores']} cores"
              + (f"; every budget x {scale:g}" if scale != 1 else ""),
-             f"{'model':<50}{'precision':>16}{'params':>9}{'tokens/s':>10}{'passes':>8}" + "".join(f"{f'{t} min':>16}" for t in MARKS)]
+             f"{'model':<50}{'precision':>16}{'params':>11}{'tokens/s':>10}{'passes':>8}" + "".join(f"{f'{t} min':>16}" for t in MARKS)]
     for kind, run in runs.items():
         at = run["held_out_loss_at_minutes"]
-        lines.append(f"{name(kind):<50}{run['settings']['precision']:>16}{run['parameters']:>9,}{run['tokens_per_second']:>10,}{run['passes']:>8}"
+        lines.append(f"{name(kind):<50}{run['settings']['precision']:>16}{run['parameters']:>11,}{run['tokens_per_second']:>10,}{run['passes']:>8}"
                      + "".join(f"{f'{at[str(t)]:.3f} ({bits(at[str(t)]):.2f})' if str(t) in at else '-':>16}"
                                for t in MARKS))
     lines.append(f"(nanoGPT's README: this Transformer about {NANOGPT_CPU_3} after about 3 minutes on a laptop CPU; "
