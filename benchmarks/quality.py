@@ -19,7 +19,7 @@ of every context length that fits.
 
 The clock counts training steps only: it stops while the held-out loss is probed, every
 PROBE_SECONDS of training, on the whole held-out text; the first step, in which TensorFlow
-traces the model, is not timed. Neither model's learning-rate schedule depends on its budget
+traces the model, is not timed. No model's learning-rate schedule depends on its budget
 (SCHEDULE below), so one run per model gives every budget: the loss probed at minute 3 of the
 LSTM's 15-minute run is its 3-minute figure. Each model trains in a process of its own, started
 as run.py starts training.py, so that its peak memory is its own and none inherits another's
@@ -51,8 +51,9 @@ parameter Transformer after about 3 minutes on an A100 GPU); the LSTM below the 
 and at 10 minutes (nanoGPT's README has this Transformer at about 1.88 after about 3 minutes,
 2,000 steps, on a laptop CPU). Printed: a table of the models, the time each LSTM and the
 Transformer need to reach each other's 3-minute loss (linear between probes), and whether each
-target holds for each LSTM; a target missed is reported as missed, with what was reached. Written: the "quality" -> "shakespeare" key of
-metrics/benchmarks.json (--out), every other key kept.
+target holds for each LSTM; a target missed is reported as missed, with what was reached.
+Written: the "quality" -> "shakespeare" key of metrics/benchmarks.json (--out), every other key
+kept.
 """
 
 import argparse
@@ -274,7 +275,7 @@ class Clock(keras.callbacks.Callback):
 
 
 def settings(kind: str, precision: str) -> dict:
-    """The model's settings (LSTM or TRANSFORMER) with the dtype policy it trains under."""
+    """The model's settings (MODELS) with the dtype policy it trains under."""
     return MODELS[kind] | {"precision": precision}
 
 
@@ -378,9 +379,9 @@ def compare(runs: dict, scale: float) -> dict:
             needs = time_to_reach(curve, other_at["3"])
             result[f"{needing}_reaches_{other}_3_min_loss_after_seconds"] = needs and round(needs, 1)
             result[f"{needing}_reaches_{other}_3_min_loss_share_of_3_min"] = needs and round(needs / three, 3)
-        result["targets"] |= {f"{kind}_below_transformer_at_3_min": at["3"] < tr_at["3"],
-                              f"{kind}_below_transformer_at_10_min": at["10"] < tr_at["10"],
-                              f"{kind}_at_most_{TARGET_LSTM_15}_at_15_min": at["15"] <= TARGET_LSTM_15}
+        result["targets"][kind] = {"below_transformer_at_3_min": at["3"] < tr_at["3"],
+                                   "below_transformer_at_10_min": at["10"] < tr_at["10"],
+                                   f"at_most_{TARGET_LSTM_15}_at_15_min": at["15"] <= TARGET_LSTM_15}
     return result
 
 
@@ -411,10 +412,9 @@ def report(result: dict) -> str:
         lines.append(f"{NAMES[kind]}, characters trained per second in a {SPEED_SECONDS * scale:g} s trial: float32 "
                      f"{fp32:,}, mixed bfloat16 " + (f"{bf16:,} ({bf16 / fp32:.2f}x)" if bf16 else "not on this CPU")
                      + f"; trained in {runs[kind]['settings']['precision']}")
-    for target, held in result["targets"].items():
-        kind, _, rest = target.partition("_below_") if "_below_" in target else target.partition("_at_most_")
-        what = ("below " if "_below_" in target else "at most ") + rest.replace("_", " ")
-        lines.append(f"target, {NAMES[kind].removeprefix('the ')} {what}: {'met' if held else 'MISSED'}")
+    for kind, targets in result["targets"].items():
+        for target, held in targets.items():
+            lines.append(f"target, {NAMES[kind]} {target.replace('_', ' ')}: {'met' if held else 'MISSED'}")
     return "\n".join(lines)
 
 
