@@ -155,6 +155,50 @@ def test_the_learning_rate_warms_up_linearly_holds_then_halves_every_half_life()
     assert float(quality.Schedule(3e-3, warmup=0, hold=10, half_life=10)(0)) == pytest.approx(3e-3)  # no warmup
 
 
+def test_the_schedule_is_multiplied_by_its_cooling_which_stays_1_unless_lowered():
+    schedule = quality.Schedule(1e-3, warmup=0, hold=500, half_life=1000)
+    assert float(schedule(1500)) == pytest.approx(5e-4)
+    schedule.cooling.assign(0.25)
+    assert float(schedule(1500)) == pytest.approx(1.25e-4)
+
+
+def test_the_clock_cools_the_rate_linearly_to_0_over_the_last_share_of_its_seconds():
+    class Model:
+        stop_training = False
+
+    def cooled_at(cooldown, seconds_trained):
+        cooling = quality.keras.Variable(1.0, trainable=False)
+        clock = quality.Clock(100.0, every=1000.0, probe=lambda: 0.0, cooling=cooling, cooldown=cooldown)
+        clock.set_model(Model())
+        clock.on_train_begin()
+        clock.on_train_batch_end(0)  # the untimed first step
+        clock.clock = seconds_trained
+        clock.last = quality.time.monotonic()
+        clock.on_train_batch_end(1)
+        return float(cooling.numpy()), clock.model.stop_training
+
+    assert cooled_at(0.2, 50.0)[0] == 1.0  # before the last 20 seconds
+    assert cooled_at(0.2, 80.0)[0] == pytest.approx(1.0, abs=1e-3)
+    assert cooled_at(0.2, 90.0)[0] == pytest.approx(0.5, abs=1e-3)
+    assert cooled_at(0.2, 100.0) == (0.0, True)
+    assert cooled_at(0.0, 99.0)[0] == 1.0  # no cooldown: left alone
+
+
+def test_the_compiled_training_step_reads_the_cooled_rate():
+    """Cooling is read at every step, not frozen when TensorFlow traces it: at 0 no weight moves."""
+    s = quality.LSTM | {"units": 8, "embedding_dim": 4, "batch_size": 2, "context": 5, "precision": "float32"}
+    model, dataset, _, rate = quality.compiled("lstm", s, 7, np.arange(60) % 7)
+    batches = iter(dataset)
+    before = [w.numpy().copy() for w in model.trainable_weights]
+    model.train_on_batch(*next(batches))  # traced and run at the full rate
+    moved = [w.numpy().copy() for w in model.trainable_weights]
+    assert any(not np.array_equal(a, b) for a, b in zip(before, moved))
+    rate.cooling.assign(0.0)
+    model.train_on_batch(*next(batches))
+    for a, b in zip(moved, model.trainable_weights):
+        np.testing.assert_array_equal(a, b.numpy())
+
+
 def test_time_to_reach_interpolates_between_the_probes_around_the_target():
     curve = [[10.0, 3.0], [20.0, 2.0], [30.0, 1.5]]
     assert quality.time_to_reach(curve, 1.75) == 25.0
