@@ -23,9 +23,9 @@ traces the model, is not timed. The race models' learning-rate schedules do not 
 their budgets (SCHEDULE below), so one run per model gives every budget: the loss probed at
 minute 3 of the LSTM's 15-minute run is its 3-minute figure. Only the large LSTM, which races
 no one and counts at 15 minutes, cools its rate down over the last share of its budget
-(`cooldown`); its 3- and 10-minute figures come before that. Each model trains in a process of its own, started
-as run.py starts training.py, so that its peak memory is its own and none inherits another's
-TensorFlow state.
+(`cooldown`); its 3- and 10-minute figures come before that. Each model trains in a process of
+its own, started as run.py starts training.py, so that its peak memory is its own and none
+inherits another's TensorFlow state.
 
 The three models:
 - LSTM: train-lstm's model (lstm.build_model, cuDNN-eligible), input pipeline
