@@ -245,32 +245,33 @@ def transformer(vocab_size: int, context: int, layers: int, heads: int, width: i
 
 class Schedule(keras.optimizers.schedules.LearningRateSchedule):
     """The learning rate at each step: a linear warmup to `rate` over `warmup` steps (nanoGPT's),
-    `rate` until step `hold`, then halving every `half_life` steps; all times `cooling`, a
-    variable that stays 1 unless a Clock with a cooldown lowers it (the compiled step reads it
-    afresh each time)."""
+    `rate` until step `hold`, then halving every `half_life` steps. With a `cooldown` share, all
+    that times a factor falling linearly from 1 to 0 over the last share of the budget, read from
+    `done`: the share of the budget trained, which a Clock sets (a variable, so the compiled step
+    reads it afresh each time)."""
 
-    def __init__(self, rate: float, warmup: int, hold: float, half_life: float):
-        self.rate, self.warmup, self.hold, self.half_life = rate, warmup, hold, half_life
-        self.cooling = keras.Variable(1.0, dtype="float32", trainable=False, name="cooling")
+    def __init__(self, rate: float, warmup: int, hold: float, half_life: float, cooldown: float = 0.0):
+        self.rate, self.warmup, self.hold, self.half_life, self.cooldown = rate, warmup, hold, half_life, cooldown
+        self.done = keras.Variable(0.0, dtype="float32", trainable=False, name="budget_done")
 
     def __call__(self, step):
         step = keras.ops.cast(step, "float32")
         warm = keras.ops.minimum(1.0, (step + 1) / (self.warmup + 1))
         decay = 0.5 ** (keras.ops.maximum(0.0, step - self.hold) / self.half_life)
-        return self.rate * warm * decay * self.cooling
+        if not self.cooldown:
+            return self.rate * warm * decay
+        return self.rate * warm * decay * keras.ops.clip((1.0 - self.done) / self.cooldown, 0.0, 1.0)
 
 
 class Clock(keras.callbacks.Callback):
     """Stops training after `seconds` of it, and probes the held-out loss every `every` seconds
     of it, the clock stopped meanwhile (as training.py's Budget). The first step is not timed:
-    TensorFlow traces and compiles the model in it, which is start-up, not training. With a
-    `cooldown` share, it lowers the `cooling` variable linearly from 1 to 0 over that last share
-    of the seconds."""
+    TensorFlow traces and compiles the model in it, which is start-up, not training. It tells
+    the learning-rate `schedule`, if given, the share of the seconds trained."""
 
-    def __init__(self, seconds: float, every: float, probe, cooling=None, cooldown: float = 0.0):
+    def __init__(self, seconds: float, every: float, probe, schedule: Schedule | None = None):
         super().__init__()
-        self.seconds, self.every, self.probe = seconds, every, probe
-        self.cooling, self.cooldown = cooling, cooldown
+        self.seconds, self.every, self.probe, self.schedule = seconds, every, probe, schedule
         self.clock, self.steps, self.curve, self.last = 0.0, 0, [], None
 
     def on_train_batch_end(self, batch, logs=None):
@@ -283,8 +284,8 @@ class Clock(keras.callbacks.Callback):
             self.compile_seconds = now - self.started
         self.steps += 1
         self.model.stop_training = self.clock >= self.seconds
-        if self.cooldown:
-            self.cooling.assign(min(1.0, max(0.0, self.seconds - self.clock) / (self.cooldown * self.seconds)))
+        if self.schedule is not None:
+            self.schedule.done.assign(min(1.0, self.clock / self.seconds))
         self.last = time.monotonic()
 
     def on_train_begin(self, logs=None):
@@ -304,12 +305,14 @@ def precisions() -> list[str]:
 def compiled(kind: str, s: dict, vocab_size: int, train_ids: np.ndarray):
     """The model with its optimizer, under s's precision, its training batches (whole ones only:
     a smaller last one would have TensorFlow trace and compile the step again, on the clock),
-    the number of them in a pass, and the learning-rate Schedule (a Clock cools it down)."""
+    the number of them in a pass, and the learning-rate Schedule (for the Clock to tell it the
+    share of the budget trained)."""
     keras.utils.set_random_seed(1)
     keras.mixed_precision.set_global_policy(s["precision"])
     context, batch = s["context"], s["batch_size"]
     per_step = batch * context  # characters predicted in a step
-    rate = Schedule(s["learning_rate"], s["warmup_steps"], s["hold"] / per_step, s["half_life"] / per_step)
+    rate = Schedule(s["learning_rate"], s["warmup_steps"], s["hold"] / per_step, s["half_life"] / per_step,
+                    s["cooldown"])
     if kind.startswith("lstm"):
         model = lstm_model(vocab_size, s)
         optimizer = keras.optimizers.Adam(rate, global_clipnorm=s["clipnorm"])
@@ -352,8 +355,7 @@ def train(kind: str, corpus: Path, seconds: float, every: float, precision: str)
     context, batch = s["context"], s["batch_size"]
     per_step = batch * context
     model, dataset, steps_per_pass, rate = compiled(kind, s, len(vocab["tokens"]), train_ids)
-    clock = Clock(seconds, every, lambda: block_loss(model.predict_on_batch, scored, context),
-                  rate.cooling, s["cooldown"])
+    clock = Clock(seconds, every, lambda: block_loss(model.predict_on_batch, scored, context), rate)
     model.fit(dataset, epochs=10**6, steps_per_epoch=steps_per_pass, shuffle=False, verbose=0,
               callbacks=[clock])
     timed_tokens = (clock.steps - 1) * per_step

@@ -155,27 +155,30 @@ def test_the_learning_rate_warms_up_linearly_holds_then_halves_every_half_life()
     assert float(quality.Schedule(3e-3, warmup=0, hold=10, half_life=10)(0)) == pytest.approx(3e-3)  # no warmup
 
 
-def test_the_schedule_is_multiplied_by_its_cooling_which_stays_1_unless_lowered():
-    schedule = quality.Schedule(1e-3, warmup=0, hold=500, half_life=1000)
+def test_with_a_cooldown_the_rate_falls_linearly_to_0_over_the_last_share_of_the_budget():
+    schedule = quality.Schedule(1e-3, warmup=0, hold=500, half_life=1000, cooldown=0.2)
     assert float(schedule(1500)) == pytest.approx(5e-4)
-    schedule.cooling.assign(0.25)
-    assert float(schedule(1500)) == pytest.approx(1.25e-4)
+    schedule.done.assign(0.95)
+    assert float(schedule(1500)) == pytest.approx(1.25e-4)  # a quarter of the cooldown left
+    plain = quality.Schedule(1e-3, warmup=0, hold=500, half_life=1000)
+    plain.done.assign(0.95)
+    assert float(plain(1500)) == pytest.approx(5e-4)  # no cooldown: the budget does not matter
 
 
-def test_the_clock_cools_the_rate_linearly_to_0_over_the_last_share_of_its_seconds():
+def test_the_clock_tells_the_schedule_the_share_of_its_seconds_trained():
     class Model:
         stop_training = False
 
     def cooled_at(cooldown, seconds_trained):
-        cooling = quality.keras.Variable(1.0, trainable=False)
-        clock = quality.Clock(100.0, every=1000.0, probe=lambda: 0.0, cooling=cooling, cooldown=cooldown)
+        schedule = quality.Schedule(1.0, warmup=0, hold=1e9, half_life=1.0, cooldown=cooldown)
+        clock = quality.Clock(100.0, every=1000.0, probe=lambda: 0.0, schedule=schedule)
         clock.set_model(Model())
         clock.on_train_begin()
         clock.on_train_batch_end(0)  # the untimed first step
         clock.clock = seconds_trained
         clock.last = quality.time.monotonic()
         clock.on_train_batch_end(1)
-        return float(cooling.numpy()), clock.model.stop_training
+        return float(schedule(0)), clock.model.stop_training
 
     assert cooled_at(0.2, 50.0)[0] == 1.0  # before the last 20 seconds
     assert cooled_at(0.2, 80.0)[0] == pytest.approx(1.0, abs=1e-3)
@@ -185,15 +188,17 @@ def test_the_clock_cools_the_rate_linearly_to_0_over_the_last_share_of_its_secon
 
 
 def test_the_compiled_training_step_reads_the_cooled_rate():
-    """Cooling is read at every step, not frozen when TensorFlow traces it: at 0 no weight moves."""
-    s = quality.LSTM | {"units": 8, "embedding_dim": 4, "batch_size": 2, "context": 5, "precision": "float32"}
+    """The share trained is read at every step, not frozen when TensorFlow traces it: at the
+    end of a cooldown no weight moves."""
+    s = quality.LSTM | {"units": 8, "embedding_dim": 4, "batch_size": 2, "context": 5, "cooldown": 0.2,
+                        "precision": "float32"}
     model, dataset, _, rate = quality.compiled("lstm", s, 7, np.arange(60) % 7)
     batches = iter(dataset)
     before = [w.numpy().copy() for w in model.trainable_weights]
     model.train_on_batch(*next(batches))  # traced and run at the full rate
     moved = [w.numpy().copy() for w in model.trainable_weights]
     assert any(not np.array_equal(a, b) for a, b in zip(before, moved))
-    rate.cooling.assign(0.0)
+    rate.done.assign(1.0)
     model.train_on_batch(*next(batches))
     for a, b in zip(moved, model.trainable_weights):
         np.testing.assert_array_equal(a, b.numpy())
