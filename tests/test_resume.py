@@ -12,7 +12,8 @@ import types
 import numpy as np
 import pytest
 
-from conftest import ROOT, TINY, run_data_stages, write_params
+from conftest import ROOT, TINY, book_body, run_data_stages, write_params
+from test_base_model import BASE_MODEL, BASE_VOCAB, write_base_vocab
 
 import keras  # noqa: E402
 import lstm  # noqa: E402
@@ -208,3 +209,45 @@ def test_a_checkpoint_of_a_finished_run_saves_its_best_model(runs, tmp_path, cha
     assert (got[0]["epochs_run"], got[0]["resumed_after_epoch"], got[0]["tokens_per_second"]) == (done, done, 0)
     assert got[2] == "".join(expected[2].splitlines(keepends=True)[:done + 1])  # the header and `done` epochs
     assert not (tmp_path / "work/data/checkpoints/char").exists()
+
+
+# --- fine-tuning from a base model, killed and resumed -----------------------------------------
+
+def test_a_killed_fine_tuning_resumes_from_its_checkpoint_and_a_new_base_starts_afresh(tmp_path):
+    """With init_from, training sets the base model's weights first and a resumed run loads its
+    checkpoint over them: it ends as the uninterrupted fine-tuning did, to the bit (were the base
+    loaded after the checkpoint, the resumed epochs would start from the base again). A base
+    model replaced since the kill makes the checkpoint another run's: training starts afresh."""
+    data = tmp_path / "data_stages"
+    data.mkdir()
+    tokens = write_base_vocab(data, book_body(600).lower())["tokens"]
+    run_data_stages(data, n_words=600, encode_vocab={"base_vocab": BASE_VOCAB})
+
+    def save_base(folder, seed):
+        keras.utils.set_random_seed(seed)
+        lstm.build_model(len(tokens), OVERFITS["embedding_dim"], OVERFITS["units"], TINY["train_lstm"]["layers"],
+                         OVERFITS["dropout"]).save(folder / BASE_MODEL)
+
+    save_base(data, seed=7)
+    folders = {name: tmp_path / name for name in ("whole", "killed")}
+    for folder in folders.values():
+        shutil.copytree(data / "data", folder / "data")
+    whole, killed = (train_in(folder, init_from=BASE_MODEL) for folder in folders.values())
+    done = kill_after_the_best_epoch(folders["killed"], killed)
+    err = whole.communicate()[1]
+    assert whole.returncode == 0, err
+    expected = outcome(folders["whole"])
+    assert expected[0]["best_epoch"] < done < expected[0]["epochs_run"]
+
+    work = tmp_path / "work"
+    assert f"resuming the interrupted run after epoch {done}" in resume(folders["killed"], work,
+                                                                       init_from=BASE_MODEL)
+    got = outcome(work)
+    assert_same_best(got, expected)
+    assert got[2] == expected[2] and got[0]["resumed_after_epoch"] == done
+
+    save_base(folders["killed"], seed=8)  # the kill's checkpoint, now beside another base model
+    err = resume(folders["killed"], tmp_path / "fresh", init_from=BASE_MODEL)
+    assert (f"starting fresh: the checkpoint in data/checkpoints/char was made with a different {BASE_MODEL}"
+            in err)
+    assert json.loads((tmp_path / "fresh/metrics/train/char/metrics.json").read_text())["resumed_after_epoch"] == 0
