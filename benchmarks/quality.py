@@ -131,9 +131,10 @@ LSTM = {"layers": 2, "units": 256, "embedding_dim": 64, "dropout": 0.0, "batch_s
 # Intel Xeon (6,695 characters per second), dropout 0 with the 20% cooldown: 1.494; batch 128
 # at the same rate: 1.539 (7,711 per second, half the updates per character); 2x384, dropout 0.1,
 # the 20% cooldown: 1.506 (7,288 per second, 6.5 passes); the 2x512 at batch 32: 1.564 (2,693
-# per second: twice the updates per character, but a third of the characters). Computing the input half of every
-# step's gates for the whole window at once, outside the time loop, was no faster on that CPU
-# (0.78 to 1.07 times Keras' loop, 2x512 in mixed bfloat16), so the LSTM stays Keras' own.
+# per second: twice the updates per character, but a third of the characters). Computing the
+# input half of every step's gates for the whole window at once, outside the time loop, was no
+# faster on that CPU (0.78 to 1.07 times Keras' loop, 2x512 in mixed bfloat16), so the LSTM
+# stays Keras' own.
 LSTM_LARGE = LSTM | {"units": 512, "dropout": 0.1, "cooldown": 0.2}
 
 # nanoGPT's CPU settings (README: block_size 64, batch_size 12, n_layer 4, n_head 4, n_embd 128,
