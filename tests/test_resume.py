@@ -247,7 +247,7 @@ def test_a_killed_fine_tuning_resumes_from_its_checkpoint_and_a_new_base_starts_
     assert got[2] == expected[2] and got[0]["resumed_after_epoch"] == done
 
     save_base(folders["killed"], seed=8)  # the kill's checkpoint, now beside another base model
-    err = resume(folders["killed"], tmp_path / "fresh", init_from=BASE_MODEL)
+    err = resume(folders["killed"], tmp_path / "fresh", init_from=BASE_MODEL, epochs=1)  # (epochs bind no resume)
     assert (f"starting fresh: the checkpoint in data/checkpoints/char was made with a different {BASE_MODEL}"
             in err)
     assert json.loads((tmp_path / "fresh/metrics/train/char/metrics.json").read_text())["resumed_after_epoch"] == 0
