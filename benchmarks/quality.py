@@ -120,21 +120,20 @@ LSTM = {"layers": 2, "units": 256, "embedding_dim": 64, "dropout": 0.0, "batch_s
 # The LSTM for the 15-minute target. The 2x256 above is flat from its 10th minute on (1.524, then
 # 1.519 after 23.7 passes over the text, in mixed bfloat16): more steps no longer help it, a larger
 # model does, if dropout keeps it from learning the 1 million characters by heart. 2x512 (3.3
-# million weights), dropout 0.2: a third of the 2x256's characters per second (8,640 against
-# 26,400, 7.8 passes in 15 minutes) and far behind at 3 minutes (1.919), but still falling at 15:
-# 1.483 with the schedule above (the rate then half of its start); decaying earlier (from 3
-# million characters, halving every 2) was ahead at minute 10 (1.521 against 1.529) and behind at
-# 15 (1.491): the rate fell too low while the model still learned fast. Later 15-minute trials,
-# each alone on the machine: a cooldown over the last 20% (the rate to 0 by the end, as
-# nanoGPT's last steps run near its floor): 1.479; with dropout 0.1 instead of 0.2: 1.4745
-# (8,645 characters per second); dropout 0.1, no halving and a 25% cooldown: 1.475. On a slower
-# Intel Xeon (6,695 characters per second), dropout 0 with the 20% cooldown: 1.494; batch 128
-# at the same rate: 1.539 (7,711 per second, half the updates per character); 2x384, dropout 0.1,
-# the 20% cooldown: 1.506 (7,288 per second, 6.5 passes); the 2x512 at batch 32: 1.564 (2,693
-# per second: twice the updates per character, but a third of the characters). Computing the
-# input half of every step's gates for the whole window at once, outside the time loop, was no
-# faster on that CPU (0.78 to 1.07 times Keras' loop, 2x512 in mixed bfloat16), so the LSTM
-# stays Keras' own.
+# million weights), dropout 0.2: a third of the 2x256's characters per second (8,640 against 26,400,
+# 7.8 passes in 15 minutes) and far behind at 3 minutes (1.919), but still falling at 15: 1.483 with
+# the schedule above (the rate then half of its start); decaying earlier (from 3 million characters,
+# halving every 2) was ahead at minute 10 (1.521 against 1.529) and behind at 15 (1.491): the rate
+# fell too low while the model still learned fast. Later 15-minute trials, each alone on the
+# machine: a cooldown over the last 20% (the rate to 0 by the end, as nanoGPT's last steps run near
+# its floor): 1.479; with dropout 0.1 instead of 0.2: 1.4745 (8,645 characters per second); dropout
+# 0.1, no halving and a 25% cooldown: 1.475. On a slower Intel Xeon (6,695 characters per second),
+# dropout 0 with the 20% cooldown: 1.494; batch 128 at the same rate: 1.539 (7,711 per second, half
+# the updates per character); 2x384, dropout 0.1, the 20% cooldown: 1.506 (7,288 per second, 6.5
+# passes); the 2x512 at batch 32: 1.564 (2,693 per second, batch 64 3,500 to 4,000 that hour: twice
+# the updates per character, but fewer characters). Computing the input half of every step's gates
+# for the whole window at once, outside the time loop, was no faster on that CPU (0.78 to 1.07 times
+# Keras' loop, 2x512 in mixed bfloat16), so the LSTM stays Keras' own.
 LSTM_LARGE = LSTM | {"units": 512, "dropout": 0.1, "cooldown": 0.2}
 
 # nanoGPT's CPU settings (README: block_size 64, batch_size 12, n_layer 4, n_head 4, n_embd 128,

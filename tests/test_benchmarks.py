@@ -263,6 +263,21 @@ def test_bfloat16_is_a_contender_only_on_a_cpu_that_runs_it_natively(monkeypatch
     assert quality.precisions() == ["float32"]  # bfloat16 emulated in software is no contender
 
 
+@pytest.mark.skipif(quality.bfloat16_native(), reason="this CPU runs bfloat16: the end-to-end run times it")
+def test_each_model_is_timed_in_mixed_bfloat16_too_where_the_cpu_has_it(tmp_path, monkeypatch):
+    """On a CPU without bfloat16 the end-to-end run below times float32 only: here every model
+    also trains under mixed bfloat16 (emulated, so slowly), as it would on a CPU that has it."""
+    (tmp_path / "tiny.txt").write_text(SHAKESPEARE_CHARS * 200, encoding="utf-8")
+    monkeypatch.setattr(quality, "bfloat16_native", lambda: True)
+    try:
+        speeds = quality.speeds(tmp_path / "tiny.txt", seconds=0.05)
+    finally:
+        quality.keras.mixed_precision.set_global_policy("float32")
+    assert {kind: list(by_precision) for kind, by_precision in speeds.items()} == {
+        kind: ["float32", "mixed_bfloat16"] for kind in quality.BUDGETS}
+    assert all(isinstance(cps, int) and cps > 0 for by_precision in speeds.values() for cps in by_precision.values())
+
+
 def test_the_benchmark_runs_end_to_end_at_a_hundredth_of_its_budgets(tmp_path):
     """main() as the README runs it, every budget a hundredth: the speed probe, each model in its
     own process at the faster precision, and the result under quality -> shakespeare."""

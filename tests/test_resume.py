@@ -2,6 +2,7 @@
 epoch count of the uninterrupted run. Real training on a tiny model that overfits within a few
 epochs, so that the best epoch comes before the kill."""
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -251,3 +252,5 @@ def test_a_killed_fine_tuning_resumes_from_its_checkpoint_and_a_new_base_starts_
     assert (f"starting fresh: the checkpoint in data/checkpoints/char was made with a different {BASE_MODEL}"
             in err)
     assert json.loads((tmp_path / "fresh/metrics/train/char/metrics.json").read_text())["resumed_after_epoch"] == 0
+    record = json.loads((tmp_path / "fresh/metrics/train/char/base_model.json").read_text())
+    assert record["sha256"] == hashlib.sha256((tmp_path / "fresh" / BASE_MODEL).read_bytes()).hexdigest()
