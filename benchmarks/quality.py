@@ -262,9 +262,8 @@ class Schedule(keras.optimizers.schedules.LearningRateSchedule):
         step = keras.ops.cast(step, "float32")
         warm = keras.ops.minimum(1.0, (step + 1) / (self.warmup + 1))
         decay = 0.5 ** (keras.ops.maximum(0.0, step - self.hold) / self.half_life)
-        if not self.cooldown:
-            return self.rate * warm * decay
-        return self.rate * warm * decay * keras.ops.clip((1.0 - self.done) / self.cooldown, 0.0, 1.0)
+        cooling = keras.ops.clip((1.0 - self.done) / self.cooldown, 0.0, 1.0) if self.cooldown else 1.0
+        return self.rate * warm * decay * cooling
 
 
 class Clock(keras.callbacks.Callback):

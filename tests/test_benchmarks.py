@@ -263,6 +263,13 @@ def test_bfloat16_is_a_contender_only_on_a_cpu_that_runs_it_natively(monkeypatch
     assert quality.precisions() == ["float32"]  # bfloat16 emulated in software is no contender
 
 
+def assert_each_model_timed(speeds: dict, precisions: list[str]) -> None:
+    """speeds(): every model, at each of `precisions`, some characters per second."""
+    assert {kind: list(by_precision) for kind, by_precision in speeds.items()} == {
+        kind: precisions for kind in quality.BUDGETS}
+    assert all(isinstance(cps, int) and cps > 0 for by_precision in speeds.values() for cps in by_precision.values())
+
+
 @pytest.mark.skipif(quality.bfloat16_native(), reason="this CPU runs bfloat16: the end-to-end run times it")
 def test_each_model_is_timed_in_mixed_bfloat16_too_where_the_cpu_has_it(tmp_path, monkeypatch):
     """On a CPU without bfloat16 the end-to-end run below times float32 only: here every model
@@ -273,9 +280,7 @@ def test_each_model_is_timed_in_mixed_bfloat16_too_where_the_cpu_has_it(tmp_path
         speeds = quality.speeds(tmp_path / "tiny.txt", seconds=0.05)
     finally:
         quality.keras.mixed_precision.set_global_policy("float32")
-    assert {kind: list(by_precision) for kind, by_precision in speeds.items()} == {
-        kind: ["float32", "mixed_bfloat16"] for kind in quality.BUDGETS}
-    assert all(isinstance(cps, int) and cps > 0 for by_precision in speeds.values() for cps in by_precision.values())
+    assert_each_model_timed(speeds, ["float32", "mixed_bfloat16"])
 
 
 def test_the_benchmark_runs_end_to_end_at_a_hundredth_of_its_budgets(tmp_path):
@@ -292,10 +297,9 @@ def test_the_benchmark_runs_end_to_end_at_a_hundredth_of_its_budgets(tmp_path):
     assert results["training"] == {"kept": True}
     result = results["quality"]["shakespeare"]
     assert list(result["runs"]) == list(quality.BUDGETS)
+    assert_each_model_timed(result["characters_per_second_by_precision"], quality.precisions())  # all this CPU runs
     for kind, run in result["runs"].items():
         speeds = result["characters_per_second_by_precision"][kind]
-        assert list(speeds) == quality.precisions(), kind  # each model timed at every precision this CPU runs
-        assert all(isinstance(cps, int) and cps > 0 for cps in speeds.values()), (kind, speeds)
         assert run["settings"]["precision"] == max(speeds, key=speeds.get), kind
         assert run["curve"] and all(math.isfinite(loss) for _, loss in run["curve"]), kind
         assert list(run["held_out_loss_at_minutes"]) == [str(m) for m in quality.MARKS if m <= quality.BUDGETS[kind]]

@@ -137,20 +137,26 @@ def kill_after_the_best_epoch(folder, proc):
         time.sleep(0.005)
 
 
+def whole_and_killed(data, whole, killed, **params):
+    """Two runs side by side on copies of `data`'s data/: one uninterrupted, in `whole`, and one
+    killed after its best epoch, in `killed` (left as the kill left it); the epochs it holds."""
+    for folder in (whole, killed):
+        shutil.copytree(data / "data", folder / "data")
+    procs = [train_in(folder, **params) for folder in (whole, killed)]
+    done = kill_after_the_best_epoch(killed, procs[1])
+    err = procs[0].communicate()[1]
+    assert procs[0].returncode == 0, err
+    return done
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """Training data from a short book; an uninterrupted run (`whole`) and, beside it, a run
     killed after its best epoch (`killed`, left as the kill left it)."""
     data = tmp_path_factory.mktemp("data")
     run_data_stages(data, n_words=600)
-    folders = {name: tmp_path_factory.mktemp(name) for name in ("whole", "killed")}
-    for folder in folders.values():
-        shutil.copytree(data / "data", folder / "data")
-    whole, killed = (train_in(folder) for folder in folders.values())
-    done = kill_after_the_best_epoch(folders["killed"], killed)
-    err = whole.communicate()[1]
-    assert whole.returncode == 0, err
-    return folders["whole"], folders["killed"], done
+    whole, killed = (tmp_path_factory.mktemp(name) for name in ("whole", "killed"))
+    return whole, killed, whole_and_killed(data, whole, killed)
 
 
 def outcome(folder):
@@ -230,25 +236,19 @@ def test_a_killed_fine_tuning_resumes_from_its_checkpoint_and_a_new_base_starts_
                          OVERFITS["dropout"]).save(folder / BASE_MODEL)
 
     save_base(data, seed=7)
-    folders = {name: tmp_path / name for name in ("whole", "killed")}
-    for folder in folders.values():
-        shutil.copytree(data / "data", folder / "data")
-    whole, killed = (train_in(folder, init_from=BASE_MODEL) for folder in folders.values())
-    done = kill_after_the_best_epoch(folders["killed"], killed)
-    err = whole.communicate()[1]
-    assert whole.returncode == 0, err
-    expected = outcome(folders["whole"])
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    done = whole_and_killed(data, whole, killed, init_from=BASE_MODEL)
+    expected = outcome(whole)
     assert expected[0]["best_epoch"] < done < expected[0]["epochs_run"]
 
     work = tmp_path / "work"
-    assert f"resuming the interrupted run after epoch {done}" in resume(folders["killed"], work,
-                                                                       init_from=BASE_MODEL)
+    assert f"resuming the interrupted run after epoch {done}" in resume(killed, work, init_from=BASE_MODEL)
     got = outcome(work)
     assert_same_best(got, expected)
     assert got[2] == expected[2] and got[0]["resumed_after_epoch"] == done
 
-    save_base(folders["killed"], seed=8)  # the kill's checkpoint, now beside another base model
-    err = resume(folders["killed"], tmp_path / "fresh", init_from=BASE_MODEL, epochs=1)  # (epochs bind no resume)
+    save_base(killed, seed=8)  # the kill's checkpoint, now beside another base model
+    err = resume(killed, tmp_path / "fresh", init_from=BASE_MODEL, epochs=1)  # (epochs bind no resume)
     assert (f"starting fresh: the checkpoint in data/checkpoints/char was made with a different {BASE_MODEL}"
             in err)
     assert json.loads((tmp_path / "fresh/metrics/train/char/metrics.json").read_text())["resumed_after_epoch"] == 0
