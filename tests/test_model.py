@@ -6,7 +6,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -109,56 +108,6 @@ def test_a_resumed_run_drops_epochs_logged_after_the_last_checkpoint(tmp_path):
     log.write_text("step\tloss\n0\t3.1\n1\t2.9\n2\t2.8\n")
     train_lstm.keep_logged_epochs(tmp_path, done=2)
     assert log.read_text() == "step\tloss\n0\t3.1\n1\t2.9\n"
-
-
-def train_in(folder, **params):
-    """Run train-lstm char as DVC would, in its own process; return the process."""
-    write_params(folder, **{**TINY, "train_lstm": {**TINY["train_lstm"], **params}})
-    return subprocess.Popen([sys.executable, str(ROOT / "stages/train_lstm.py"), "char"], cwd=folder,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-
-
-def test_killed_training_resumes_where_it_stopped(trained, tmp_path):
-    """SIGKILL after the second epoch: no model and no scores appear; the next run continues
-    from epoch 2 and ends as the uninterrupted run does, to the bit (tests/test_resume.py has
-    the cases where early stopping matters); a changed param starts fresh."""
-    slow = {"epochs": 5, "units": 32}  # about a second an epoch: time to kill it between epochs
-    folders = {}
-    for name in ("whole", "killed", "changed"):
-        folders[name] = tmp_path / name
-        shutil.copytree(trained, folders[name], ignore=shutil.ignore_patterns("models", "train"))
-    whole = train_in(folders["whole"], **slow)
-    assert whole.wait() == 0, whole.stderr.read()
-
-    for name in ("killed", "changed"):
-        work = folders[name]
-        proc = train_in(work, **slow)
-        progress = work / "data/checkpoints/char/backup/training_metadata.json"
-        deadline = time.monotonic() + 120
-        while not (progress.exists() and json.loads(progress.read_text() or "{}").get("epoch", 0) >= 2):
-            assert proc.poll() is None and time.monotonic() < deadline, "training ended before it could be killed"
-            time.sleep(0.02)
-        proc.kill()
-        proc.wait()
-        assert not (work / "data/models/char.keras").exists() and not (work / "metrics/train/char").exists()
-
-    resumed = train_in(folders["killed"], **slow)
-    assert resumed.wait() == 0
-    assert "resuming the interrupted run after epoch 2" in resumed.stderr.read()
-    scores = {name: json.loads((folders[name] / "metrics/train/char/metrics.json").read_text())
-              for name in ("whole", "killed")}
-    assert scores["killed"]["epochs_run"] == 5 and scores["killed"]["resumed_after_epoch"] == 2
-    assert scores["killed"]["best_val_loss"] == scores["whole"]["best_val_loss"]
-    weights = {name: dict(np.load(folders[name] / "data/models/char.npz")) for name in ("whole", "killed")}
-    assert all(np.array_equal(weights["whole"][k], weights["killed"][k]) for k in weights["whole"])
-    loss_log = (folders["killed"] / "metrics/train/char/plots/metrics/eval/loss.tsv").read_text().splitlines()
-    assert [line.split("\t")[0] for line in loss_log] == ["step", "0", "1", "2", "3", "4"]  # epochs 1-2 kept
-    assert not (folders["killed"] / "data/checkpoints/char").exists()
-
-    fresh = train_in(folders["changed"], **{**slow, "units": 24, "epochs": 1})
-    assert fresh.wait() == 0
-    assert "starting fresh: the checkpoint in data/checkpoints/char was made with a different units" \
-        in fresh.stderr.read()
 
 
 # train-lstm in a process whose CPU shows as two logical devices, as two GPUs would be

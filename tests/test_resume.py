@@ -193,6 +193,8 @@ def test_a_run_killed_after_its_best_epoch_ends_as_the_uninterrupted_run(runs, t
     # The setting does what it is for: training stopped early, and the best epoch is before the kill.
     assert expected[0]["best_epoch"] + OVERFITS["patience"] == expected[0]["epochs_run"] < OVERFITS["epochs"]
     assert expected[0]["best_epoch"] < done
+    # The kill left no model and no scores: only a finished run writes them.
+    assert not (killed / "data/models/char.keras").exists() and not (killed / "metrics/train/char").exists()
     assert f"resuming the interrupted run after epoch {done}" in resume(killed, tmp_path / "work")
     got = outcome(tmp_path / "work")
     assert_same_best(got, expected)
@@ -215,6 +217,15 @@ def test_a_checkpoint_of_a_finished_run_saves_its_best_model(runs, tmp_path, cha
     assert_same_best(got, expected)
     assert (got[0]["epochs_run"], got[0]["resumed_after_epoch"], got[0]["tokens_per_second"]) == (done, done, 0)
     assert got[2] == "".join(expected[2].splitlines(keepends=True)[:done + 1])  # the header and `done` epochs
+    assert not (tmp_path / "work/data/checkpoints/char").exists()
+
+
+def test_a_checkpoint_made_with_other_params_starts_fresh_saying_which(runs, tmp_path):
+    whole, killed, done = runs
+    err = resume(killed, tmp_path / "work", units=48, epochs=1)  # (epochs bind no resume)
+    assert "starting fresh: the checkpoint in data/checkpoints/char was made with a different units" in err
+    scores = json.loads((tmp_path / "work/metrics/train/char/metrics.json").read_text())
+    assert (scores["resumed_after_epoch"], scores["epochs_run"]) == (0, 1)
     assert not (tmp_path / "work/data/checkpoints/char").exists()
 
 
