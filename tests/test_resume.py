@@ -221,7 +221,7 @@ def test_a_checkpoint_of_a_finished_run_saves_its_best_model(runs, tmp_path, cha
 
 
 def test_a_checkpoint_made_with_other_params_starts_fresh_saying_which(runs, tmp_path):
-    whole, killed, done = runs
+    _, killed, _ = runs
     err = resume(killed, tmp_path / "work", units=48, epochs=1)  # (epochs bind no resume)
     assert "starting fresh: the checkpoint in data/checkpoints/char was made with a different units" in err
     scores = json.loads((tmp_path / "work/metrics/train/char/metrics.json").read_text())
