@@ -133,7 +133,8 @@ LSTM = {"layers": 2, "units": 256, "embedding_dim": 64, "dropout": 0.0, "batch_s
 # passes); the 2x512 at batch 32: 1.564 (2,693 per second, batch 64 3,500 to 4,000 that hour: twice
 # the updates per character, but fewer characters). Computing the input half of every step's gates
 # for the whole window at once, outside the time loop, was no faster on that CPU (0.78 to 1.07 times
-# Keras' loop, 2x512 in mixed bfloat16), so the LSTM stays Keras' own.
+# Keras' loop, 2x512 in mixed bfloat16); nor were TensorFlow's fused BlockLSTMV2 op (0.31 times, in
+# float32) or unroll=True (0.84 to 1.17 times, mixed bfloat16). So the LSTM stays Keras' own.
 LSTM_LARGE = LSTM | {"units": 512, "dropout": 0.1, "cooldown": 0.2}
 
 # nanoGPT's CPU settings (README: block_size 64, batch_size 12, n_layer 4, n_head 4, n_embd 128,
