@@ -220,13 +220,19 @@ def test_a_checkpoint_of_a_finished_run_saves_its_best_model(runs, tmp_path, cha
     assert not (tmp_path / "work/data/checkpoints/char").exists()
 
 
-def test_a_checkpoint_made_with_other_params_starts_fresh_saying_which(runs, tmp_path):
-    _, killed, _ = runs
-    err = resume(killed, tmp_path / "work", units=48, epochs=1)  # (epochs bind no resume)
-    assert "starting fresh: the checkpoint in data/checkpoints/char was made with a different units" in err
-    scores = json.loads((tmp_path / "work/metrics/train/char/metrics.json").read_text())
+def starts_fresh(killed, work, differing, **change):
+    """Train a copy of `killed`, in `work`, for one epoch with `change`: it must start fresh,
+    saying the checkpoint was made with a different `differing`, and clear the checkpoint.
+    (`epochs` is no part of a checkpoint's fingerprint, so one epoch binds nothing.)"""
+    err = resume(killed, work, epochs=1, **change)
+    assert f"starting fresh: the checkpoint in data/checkpoints/char was made with a different {differing}" in err
+    scores = json.loads((work / "metrics/train/char/metrics.json").read_text())
     assert (scores["resumed_after_epoch"], scores["epochs_run"]) == (0, 1)
-    assert not (tmp_path / "work/data/checkpoints/char").exists()
+    assert not (work / "data/checkpoints/char").exists()
+
+
+def test_a_checkpoint_made_with_other_params_starts_fresh_saying_which(runs, tmp_path):
+    starts_fresh(runs[1], tmp_path / "work", "units", units=48)
 
 
 # --- fine-tuning from a base model, killed and resumed -----------------------------------------
@@ -259,9 +265,6 @@ def test_a_killed_fine_tuning_resumes_from_its_checkpoint_and_a_new_base_starts_
     assert got[2] == expected[2] and got[0]["resumed_after_epoch"] == done
 
     save_base(killed, seed=8)  # the kill's checkpoint, now beside another base model
-    err = resume(killed, tmp_path / "fresh", init_from=BASE_MODEL, epochs=1)  # (epochs bind no resume)
-    assert (f"starting fresh: the checkpoint in data/checkpoints/char was made with a different {BASE_MODEL}"
-            in err)
-    assert json.loads((tmp_path / "fresh/metrics/train/char/metrics.json").read_text())["resumed_after_epoch"] == 0
+    starts_fresh(killed, tmp_path / "fresh", BASE_MODEL, init_from=BASE_MODEL)
     record = json.loads((tmp_path / "fresh/metrics/train/char/base_model.json").read_text())
     assert record["sha256"] == hashlib.sha256((tmp_path / "fresh" / BASE_MODEL).read_bytes()).hexdigest()
