@@ -134,7 +134,11 @@ LSTM = {"layers": 2, "units": 256, "embedding_dim": 64, "dropout": 0.0, "batch_s
 # the updates per character, but fewer characters). Computing the input half of every step's gates
 # for the whole window at once, outside the time loop, was no faster on that CPU (0.78 to 1.07 times
 # Keras' loop, 2x512 in mixed bfloat16); nor were TensorFlow's fused BlockLSTMV2 op (0.31 times, in
-# float32) or unroll=True (0.84 to 1.17 times, mixed bfloat16). So the LSTM stays Keras' own.
+# float32) or unroll=True (0.84 to 1.17 times, mixed bfloat16). So the LSTM stays Keras' own. Two
+# copies of the 2x512, one per core (MirroredStrategy over two logical CPUs, one thread per op, half
+# of each batch each): 1.09 to 1.31 times one copy on both cores, in four alternating 30-second
+# trials at 1,900 to 3,000 characters per second (for the 2x256, no gain): too little for that day's
+# machine to come near 1.47 in 15 minutes, so not taken.
 LSTM_LARGE = LSTM | {"units": 512, "dropout": 0.1, "cooldown": 0.2}
 
 # nanoGPT's CPU settings (README: block_size 64, batch_size 12, n_layer 4, n_head 4, n_embd 128,

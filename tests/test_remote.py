@@ -3,6 +3,7 @@ server (moto) on 127.0.0.1, and the second person's flow: clone, pull, nothing t
 
 import hashlib
 import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -10,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import sh
+from conftest import make_dvc_project, sh
 from test_pipeline import repro, set_param
 
 
@@ -20,12 +21,21 @@ def data_hashes(repo) -> dict:
             for p in sorted((repo / "data").rglob("*")) if p.is_file() and p.name != ".gitignore"}
 
 
-@pytest.fixture
-def built(dvc_project):
-    """The tiny project, reproduced and committed, as its first user leaves it."""
-    repo, env = dvc_project
+@pytest.fixture(scope="module")
+def reproduced(tmp_path_factory, module_server):
+    """The tiny project, reproduced once for this file's tests."""
+    repo, env = make_dvc_project(tmp_path_factory.mktemp("remote") / "repo", module_server)
     repro(repo, env)
     return repo, env
+
+
+@pytest.fixture
+def built(reproduced, tmp_path):
+    """A copy of the reproduced project for each test (its .git and DVC cache with it), as its
+    first user leaves it: one `dvc repro` serves both tests, each pushing to a remote of its own."""
+    source, env = reproduced
+    shutil.copytree(source, tmp_path / "repo", symlinks=True)
+    return tmp_path / "repo", env
 
 
 def commit_and_push(repo, env, *remote_args):
