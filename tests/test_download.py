@@ -229,11 +229,9 @@ def test_a_host_name_that_does_not_resolve_is_not_retried(server, tmp_path, monk
 
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
     server.files["/pg1.txt"] = BOOK
-    started = time.monotonic()
     url = "http://nonexistent.invalid/pg1.txt"
     assert fetch([url, server.url + "/pg1.txt"], tmp_path / "pg1.txt", "book 1", backoff=1) == server.url + "/pg1.txt"
-    assert lookups.count("nonexistent.invalid") == 1  # one attempt: no retry would wait 0 + 2 + 4 s
-    assert time.monotonic() - started < 1.5
+    assert lookups.count("nonexistent.invalid") == 1  # one attempt: no retry (which would wait 0 + 2 + 4 s)
     assert retry_lines(capsys) == []
     with pytest.raises(UserError) as err:
         fetch([url], tmp_path / "pg2.txt", "book 2", backoff=1)

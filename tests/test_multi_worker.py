@@ -7,12 +7,14 @@ after it the resume, against one-process training, in one pair's training time.)
 
 import json
 import os
+import random
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -62,13 +64,22 @@ def validation_losses(folder):
 
 
 def free_ports(n):
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
+    """n ports of 127.0.0.1 free now, below the kernel's ephemeral range. A server binding port 0
+    (another test worker's HTTP or S3 server) gets a port in that range, so none can take one of
+    these before the workers bind them, as it could a port that binding port 0 found here."""
+    lowest_ephemeral = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    candidates = range(10000, lowest_ephemeral)
+    ports = []
+    for port in random.SystemRandom().sample(candidates, min(200, len(candidates))):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:  # in use
+                continue
+        ports.append(port)
+        if len(ports) == n:
+            return ports
+    raise AssertionError(f"no {n} free ports of 127.0.0.1 in {candidates}")
 
 
 def start_workers(folders, **changes):
