@@ -64,9 +64,9 @@ def validation_losses(folder):
 
 
 def free_ports(n):
-    """n ports of 127.0.0.1 free now, below the kernel's ephemeral range. A server binding port 0
-    (another test worker's HTTP or S3 server) gets a port in that range, so none can take one of
-    these before the workers bind them, as it could a port that binding port 0 found here."""
+    """n ports of 127.0.0.1 that are free now, below the kernel's ephemeral range: the servers
+    other test workers start on port 0 (HTTP, S3) are given ports inside that range, so none of
+    them can take one of these before the training workers bind it."""
     lowest_ephemeral = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     candidates = range(10000, lowest_ephemeral)
     ports = []
