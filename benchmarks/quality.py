@@ -34,6 +34,9 @@ The three models:
 - LSTM: train-lstm's model (lstm.build_model, cuDNN-eligible), input pipeline
   (lstm.window_dataset) and loss (sparse cross-entropy from logits), with the settings in LSTM
   below instead of params.yaml's, which suit one 130,000-character book trained to early stopping.
+  Its LSTM layers are CpuLSTM (benchmarks/cpu_lstm.py): Keras' layer with the same weights, but a
+  time loop that does the same work in fewer, larger matrix products on a CPU (Keras' own loop on
+  a GPU); benchmarks/cpu_lstm_speed.py times the two loops side by side.
   It is the default model's shape, 2x256, for the race against the Transformer.
 - The large LSTM: the same, 2x512 with dropout (LSTM_LARGE), for the 15-minute target.
 - Transformer: GPT-2's layout in Keras 3 (character and learned position embeddings, pre-LayerNorm
@@ -76,6 +79,7 @@ import lstm  # noqa: E402  (before keras: it quiets TensorFlow's start-up log)
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
+from cpu_lstm import CpuLSTM  # noqa: E402
 from files import write_json  # noqa: E402
 from run import machine, measured, work_folder  # noqa: E402
 from vocab import build_char_vocab, encode_chars  # noqa: E402
@@ -137,11 +141,15 @@ LSTM = {"layers": 2, "units": 256, "embedding_dim": 64, "dropout": 0.0, "batch_s
 # the updates per character, but fewer characters). Computing the input half of every step's gates
 # for the whole window at once, outside the time loop, was no faster on that CPU (0.78 to 1.07 times
 # Keras' loop, 2x512 in mixed bfloat16); nor were TensorFlow's fused BlockLSTMV2 op (0.31 times, in
-# float32) or unroll=True (0.84 to 1.17 times, mixed bfloat16). So the LSTM stays Keras' own. Two
-# copies of the 2x512, one per core (MirroredStrategy over two logical CPUs, one thread per op, half
-# of each batch each): 1.09 to 1.31 times one copy on both cores, in four alternating 30-second
-# trials at 1,900 to 3,000 characters per second (for the 2x256, no gain): too little for that day's
-# machine to come near 1.47 in 15 minutes, so not taken.
+# float32) or unroll=True (0.84 to 1.17 times, mixed bfloat16). Two copies of the 2x512, one per
+# core (MirroredStrategy over two logical CPUs): 1.09 to 1.31 times one copy, not taken. What did
+# pay: oneDNN's own timings showed Keras' loop spending a third of each batch on the weight
+# gradients, added step by step from products over only 64 rows, and re-casting the weights to
+# bfloat16 at every step. CpuLSTM (cpu_lstm.py) computes those gradients in one product after the
+# loop and casts once: 1.54 times Keras' loop for the 2x512 (cpu_lstm_speed.py, turns side by side
+# on the Xeon), 1.16 for the 2x256. Its first 15-minute trial (a first version, gates in bfloat16),
+# the 2x512 at 7,434 characters per second: 1.485 (Keras' loop that day: about 4,900 per second in
+# 30-second trials; 1.557 in the run before).
 LSTM_LARGE = LSTM | {"units": 512, "dropout": 0.1, "cooldown": 0.2}
 
 # nanoGPT's CPU settings (README: block_size 64, batch_size 12, n_layer 4, n_head 4, n_embd 128,
@@ -162,11 +170,16 @@ def bfloat16_native() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def lstm_model(vocab_size: int, s: dict) -> keras.Model:
-    """train-lstm's model (lstm.build_model) under the global dtype policy. Under mixed precision its
-    logits layer is made again in float32, as Keras advises for a model's last layer: bfloat16
-    keeps 8 bits of mantissa, which would blur the very loss being compared."""
+def lstm_model(vocab_size: int, s: dict, lstm_layer: type = CpuLSTM) -> keras.Model:
+    """train-lstm's model (lstm.build_model) under the global dtype policy, its LSTM layers of
+    class `lstm_layer`: CpuLSTM (Keras' LSTM with a faster loop on a CPU, the same weights) unless
+    told keras.layers.LSTM. Under mixed precision its logits layer is made again in float32, as
+    Keras advises for a model's last layer: bfloat16 keeps 8 bits of mantissa, which would blur
+    the very loss being compared."""
     model = lstm.build_model(vocab_size, s["embedding_dim"], s["units"], s["layers"], s["dropout"])
+    if lstm_layer is not keras.layers.LSTM:
+        model = keras.models.clone_model(model, clone_function=lambda layer: (
+            lstm_layer if isinstance(layer, keras.layers.LSTM) else type(layer)).from_config(layer.get_config()))
     if keras.mixed_precision.global_policy().name == "float32":
         return model
     features = model.get_layer(f"dropout_{s['layers']}").output
@@ -313,7 +326,7 @@ def precisions() -> list[str]:
     return ["float32", "mixed_bfloat16"] if bfloat16_native() else ["float32"]
 
 
-def compiled(kind: str, s: dict, vocab_size: int, train_ids: np.ndarray):
+def compiled(kind: str, s: dict, vocab_size: int, train_ids: np.ndarray, lstm_layer: type = CpuLSTM):
     """The model with its optimizer, under s's precision, its training batches (whole ones only:
     a smaller last one would have TensorFlow trace and compile the step again, on the clock),
     the number of them in a pass, and the learning-rate Schedule (for the Clock to tell it the
@@ -325,7 +338,7 @@ def compiled(kind: str, s: dict, vocab_size: int, train_ids: np.ndarray):
     rate = Schedule(s["learning_rate"], s["warmup_steps"], s["hold"] / per_step, s["half_life"] / per_step,
                     s["cooldown"])
     if kind.startswith("lstm"):
-        model = lstm_model(vocab_size, s)
+        model = lstm_model(vocab_size, s, lstm_layer)
         optimizer = keras.optimizers.Adam(rate, global_clipnorm=s["clipnorm"])
     else:
         model = transformer(vocab_size, context, s["layers"], s["heads"], s["width"])

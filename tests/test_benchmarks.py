@@ -9,7 +9,9 @@ import sys
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
+from cpu_lstm import CpuLSTM
 import lstm
 import quality
 import run
@@ -146,6 +148,54 @@ def test_under_mixed_precision_the_lstm_computes_in_bfloat16_and_its_logits_stay
     assert [w.shape for w in mixed.weights] == [w.shape for w in float32.weights]  # the same model otherwise
     assert float32.get_layer("logits").compute_dtype == "float32" and float32.get_layer("lstm_1").compute_dtype == "float32"
     assert lstm.cudnn_problems(mixed) == []
+
+
+def keras_and_cpu_lstm(x, h0, c0):
+    """Each layer's outputs, last states and gradients (inputs, initial states, weights) of one
+    loss over all of them, both layers holding the same weights."""
+    results = []
+    for layer_class in (quality.keras.layers.LSTM, CpuLSTM):
+        quality.keras.utils.set_random_seed(0)  # the same weights for both
+        layer = layer_class(h0.shape[-1], return_sequences=True, return_state=True)
+        inputs = [tf.constant(v) for v in (x, h0, c0)]
+        with tf.GradientTape() as tape:
+            tape.watch(inputs)
+            outputs, h, c = layer(inputs[0], initial_state=inputs[1:])
+            loss = sum(tf.reduce_sum(tf.cast(v, tf.float32) * np.cos(np.arange(np.prod(v.shape))).reshape(v.shape))
+                       for v in (outputs, h, c))
+        grads = tape.gradient(loss, inputs + [w.value for w in layer.trainable_weights])
+        results.append([np.asarray(v, np.float32) for v in (outputs, h, c, *grads)])
+    return results
+
+
+def test_the_cpu_lstm_computes_what_keras_lstm_does_outputs_states_and_gradients():
+    rng = np.random.default_rng(0)
+    x, h0, c0 = (rng.normal(size=shape).astype(np.float32) for shape in [(3, 9, 5), (3, 4), (3, 4)])
+    assert CpuLSTM(4).fast_loop(None) or tf.config.list_logical_devices("GPU")  # its own loop runs here
+    keras_lstm, cpu_lstm = keras_and_cpu_lstm(x, h0, c0)
+    names = ["outputs", "last h", "last c", "d inputs", "d h0", "d c0", "d kernel", "d recurrent kernel", "d bias"]
+    for name, expected, got in zip(names, keras_lstm, cpu_lstm, strict=True):
+        assert np.abs(expected).max() > 0.01, name  # each compared value is a real one
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5, err_msg=name)
+
+
+def test_under_mixed_bfloat16_the_cpu_lstm_stays_within_bfloat16_rounding_of_keras_lstm():
+    rng = np.random.default_rng(1)
+    x, h0, c0 = (rng.normal(size=shape).astype(np.float32) for shape in [(8, 30, 16), (8, 32), (8, 32)])
+    quality.keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        keras_lstm, cpu_lstm = keras_and_cpu_lstm(x, h0, c0)
+    finally:
+        quality.keras.mixed_precision.set_global_policy("float32")
+    for expected, got in zip(keras_lstm, cpu_lstm, strict=True):
+        scale = np.abs(expected).max()
+        assert np.abs(got - expected).max() < 0.05 * scale  # bfloat16 keeps 8 bits: a few hundredths
+
+
+def test_a_cpu_lstm_with_what_its_loop_lacks_runs_keras_own_loop():
+    assert not CpuLSTM(4, recurrent_dropout=0.1).fast_loop(None)
+    assert not CpuLSTM(4, go_backwards=True).fast_loop(None)
+    assert not CpuLSTM(4).fast_loop(mask=np.ones((2, 3), bool))
 
 
 def test_the_learning_rate_warms_up_linearly_holds_then_halves_every_half_life():

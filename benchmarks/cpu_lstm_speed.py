@@ -1,0 +1,81 @@
+"""Training speed of Keras' own LSTM loop against CpuLSTM's (benchmarks/cpu_lstm.py), side by
+side in one run: quality.py's two LSTMs (2x256 and 2x512), with its settings, batches and
+precision (mixed bfloat16 where the CPU runs it natively, else float32), on Tiny Shakespeare.
+Each loop trains in short turns of `--seconds` after an untimed first step (TensorFlow traces
+the model in it), the two alternating: on a shared machine whose speed swings from minute to
+minute, two turns side by side see about the same machine. The speedup is the median, over the
+rounds, of CpuLSTM's turn against Keras' turn just before it; the speeds are each loop's median.
+
+    python benchmarks/cpu_lstm_speed.py     # about 4 minutes on 2 cores
+
+Written: the "cpu_lstm" key of metrics/benchmarks.json (--out), every other key kept.
+"""
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "stages"), str(ROOT / "benchmarks")]
+
+import quality  # noqa: E402  (imports lstm before keras: it quiets TensorFlow's start-up log)
+import keras  # noqa: E402
+
+from cpu_lstm import CpuLSTM  # noqa: E402
+from files import write_json  # noqa: E402
+from run import machine  # noqa: E402
+
+LOOPS = {"keras": keras.layers.LSTM, "cpu_lstm": CpuLSTM}
+
+
+def characters_per_second(model, batches, seconds: float, per_step: int) -> float:
+    steps, started = 0, time.monotonic()
+    while time.monotonic() - started < seconds:
+        model.train_on_batch(*next(batches))
+        steps += 1
+    return steps * per_step / (time.monotonic() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--corpus", type=Path, default=quality.CORPUS)
+    parser.add_argument("--seconds", type=float, default=5, help="of training per turn (default: %(default)s)")
+    parser.add_argument("--turns", type=int, default=9, help="per loop and model (default: %(default)s)")
+    parser.add_argument("--out", type=Path, default=ROOT / "metrics/benchmarks.json")
+    args = parser.parse_args()
+    if not args.corpus.is_file():
+        sys.exit(f"{args.corpus} not found: pass Tiny Shakespeare's text with --corpus")
+    vocab, train_ids, _ = quality.shakespeare(args.corpus)
+    precision = quality.precisions()[-1]
+    rows = []
+    for kind in ("lstm", "lstm_large"):
+        s = quality.settings(kind, precision)
+        per_step = s["batch_size"] * s["context"]
+        runs = {}
+        for loop, layer in LOOPS.items():
+            model, dataset, *_ = quality.compiled(kind, s, len(vocab["tokens"]), train_ids, lstm_layer=layer)
+            runs[loop] = (model, iter(dataset), [])
+            model.train_on_batch(*next(runs[loop][1]))
+        for _ in range(args.turns):
+            for model, batches, speeds in runs.values():
+                speeds.append(characters_per_second(model, batches, args.seconds, per_step))
+        speed = {loop: round(statistics.median(speeds)) for loop, (_, _, speeds) in runs.items()}
+        ratios = [ours / keras_ for keras_, ours in zip(runs["keras"][2], runs["cpu_lstm"][2])]
+        rows.append({"model": quality.name(kind), "precision": precision, "characters_per_second": speed,
+                     "turns": {loop: [round(v) for v in speeds] for loop, (_, _, speeds) in runs.items()},
+                     "speedup": round(statistics.median(ratios), 2),
+                     "speedup_range": [round(min(ratios), 2), round(max(ratios), 2)]})
+        print(f"{quality.name(kind)}, {precision}: Keras' loop {speed['keras']:,} characters/s, "
+              f"CpuLSTM {speed['cpu_lstm']:,}; CpuLSTM against the turn before it: {rows[-1]['speedup']}x "
+              f"(from {rows[-1]['speedup_range'][0]}x to {rows[-1]['speedup_range'][1]}x)", flush=True)
+    results = json.loads(args.out.read_text()) if args.out.exists() else {}
+    results["cpu_lstm"] = {"machine": machine(), "seconds_per_turn": args.seconds, "runs": rows}
+    write_json(args.out, results)
+    print(f"written to {args.out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
