@@ -15,7 +15,7 @@ CpuLSTM reorders that work, not the model:
 The matrix products run in the layer's compute dtype; the gates and the cell state stay float32
 (under mixed bfloat16, Keras' loop keeps them in bfloat16, 8 bits of mantissa).
 Where a GPU is present, or the layer uses anything this loop does not do (masks, dropout inside
-the layer, other activations, stateful or reversed runs), it runs Keras' own loop, so it stays
+the layer, other activations, stateful or reversed runs, float64), it runs Keras' own loop, so it stays
 cuDNN-eligible. Its weights and config are Keras' LSTM's; tests/test_benchmarks.py checks its
 outputs and gradients against keras.layers.LSTM's, and benchmarks/cpu_lstm_speed.py times both.
 """
@@ -78,7 +78,7 @@ def recurrence(sequences, h0, c0, kernel, recurrent_kernel, bias):
             d_weights = tf.matmul(tf.concat([inputs, h_before], 1), d_pres, transpose_a=True)
             d_inputs = tf.transpose(tf.reshape(tf.matmul(d_pres, kernel, transpose_b=True), [steps, batch, features]),
                                     [1, 0, 2])
-            d_bias = tf.cast(tf.reduce_sum(tf.cast(d_pres, f32), 0), dtype)  # summed in float32: 6,400 terms
+            d_bias = tf.cast(tf.reduce_sum(tf.cast(d_pres, f32), 0), dtype)  # summed in float32: batch x steps terms
             return (d_inputs, tf.cast(dh0, dtype), tf.cast(dc0, dtype), d_weights[:features], d_weights[features:],
                     d_bias)
 
@@ -94,6 +94,7 @@ class CpuLSTM(keras.layers.LSTM):
     def fast_loop(self, mask) -> bool:
         cell = self.cell
         return (mask is None and not tf.config.list_logical_devices("GPU") and keras.backend.backend() == "tensorflow"
+                and self.compute_dtype in ("float32", "bfloat16", "float16")  # its gates run in float32
                 and not (cell.dropout or cell.recurrent_dropout or self.stateful or self.go_backwards or self.unroll)
                 and cell.use_bias and cell.activation is keras.activations.tanh
                 and cell.recurrent_activation is keras.activations.sigmoid)

@@ -2,11 +2,12 @@
 side in one run: quality.py's two LSTMs (2x256 and 2x512), with its settings, batches and
 precision (mixed bfloat16 where the CPU runs it natively, else float32), on Tiny Shakespeare.
 Each loop trains in short turns of `--seconds` after an untimed first step (TensorFlow traces
-the model in it), the two alternating: on a shared machine whose speed swings from minute to
-minute, two turns side by side see about the same machine. The speedup is the median, over the
-rounds, of CpuLSTM's turn against Keras' turn just before it; the speeds are each loop's median.
+the model in it), the two alternating, each first in every other round: on a shared machine
+whose speed swings from minute to minute, the two turns of a round see about the same machine. The speedup is the
+median, over the rounds, of CpuLSTM's turn against Keras' turn in the same round; the speeds are
+each loop's median.
 
-    python benchmarks/cpu_lstm_speed.py     # about 4 minutes on 2 cores
+    python benchmarks/cpu_lstm_speed.py     # about 5 minutes on 2 cores
 
 Written: the "cpu_lstm" key of metrics/benchmarks.json (--out), every other key kept.
 """
@@ -59,8 +60,8 @@ def main() -> None:
             model, dataset, *_ = quality.compiled(kind, s, len(vocab["tokens"]), train_ids, lstm_layer=layer)
             runs[loop] = (model, iter(dataset), [])
             model.train_on_batch(*next(runs[loop][1]))
-        for _ in range(args.turns):
-            for model, batches, speeds in runs.values():
+        for turn in range(args.turns):  # Keras' loop first in even rounds, CpuLSTM first in odd ones
+            for model, batches, speeds in list(runs.values())[::1 if turn % 2 == 0 else -1]:
                 speeds.append(characters_per_second(model, batches, args.seconds, per_step))
         speed = {loop: round(statistics.median(speeds)) for loop, (_, _, speeds) in runs.items()}
         ratios = [ours / keras_ for keras_, ours in zip(runs["keras"][2], runs["cpu_lstm"][2])]
@@ -69,7 +70,7 @@ def main() -> None:
                      "speedup": round(statistics.median(ratios), 2),
                      "speedup_range": [round(min(ratios), 2), round(max(ratios), 2)]})
         print(f"{quality.name(kind)}, {precision}: Keras' loop {speed['keras']:,} characters/s, "
-              f"CpuLSTM {speed['cpu_lstm']:,}; CpuLSTM against the turn before it: {rows[-1]['speedup']}x "
+              f"CpuLSTM {speed['cpu_lstm']:,}; CpuLSTM against Keras in the same round: {rows[-1]['speedup']}x "
               f"(from {rows[-1]['speedup_range'][0]}x to {rows[-1]['speedup_range'][1]}x)", flush=True)
     results = json.loads(args.out.read_text()) if args.out.exists() else {}
     results["cpu_lstm"] = {"machine": machine(), "seconds_per_turn": args.seconds, "runs": rows}

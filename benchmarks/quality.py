@@ -139,15 +139,15 @@ LSTM = {"layers": 2, "units": 256, "embedding_dim": 64, "dropout": 0.0, "batch_s
 # the updates per character); 2x384, dropout 0.1, the 20% cooldown: 1.506 (7,288 per second, 6.5
 # passes); the 2x512 at batch 32: 1.564 (2,693 per second, batch 64 3,500 to 4,000 that hour: twice
 # the updates per character, but fewer characters). Computing the input half of every step's gates
-# for the whole window at once, outside the time loop, was no faster on that CPU (0.78 to 1.07 times
-# Keras' loop, 2x512 in mixed bfloat16); nor were TensorFlow's fused BlockLSTMV2 op (0.31 times, in
+# for the whole window at once, outside the time loop, was no faster on that CPU on its own (0.78
+# to 1.07 times Keras' loop, 2x512 in mixed bfloat16; CpuLSTM does it too, for other gains); nor were TensorFlow's fused BlockLSTMV2 op (0.31 times, in
 # float32) or unroll=True (0.84 to 1.17 times, mixed bfloat16). Two copies of the 2x512, one per
 # core (MirroredStrategy over two logical CPUs): 1.09 to 1.31 times one copy, not taken. What did
 # pay: oneDNN's own timings showed Keras' loop spending a third of each batch on the weight
 # gradients, added step by step from products over only 64 rows, and re-casting the weights to
 # bfloat16 at every step. CpuLSTM (cpu_lstm.py) computes those gradients in one product after the
-# loop and casts once: 1.54 times Keras' loop for the 2x512 (cpu_lstm_speed.py, turns side by side
-# on the Xeon), 1.16 for the 2x256. Its first 15-minute trial (a first version, gates in bfloat16),
+# loop and casts once: 1.56 times Keras' loop for the 2x512 (cpu_lstm_speed.py, turns side by side
+# on the Xeon), 1.06 for the 2x256. Its first 15-minute trial (a first version, gates in bfloat16),
 # the 2x512 at 7,434 characters per second: 1.485 (Keras' loop that day: about 4,900 per second in
 # 30-second trials; 1.557 in the run before).
 LSTM_LARGE = LSTM | {"units": 512, "dropout": 0.1, "cooldown": 0.2}

@@ -150,41 +150,52 @@ def test_under_mixed_precision_the_lstm_computes_in_bfloat16_and_its_logits_stay
     assert lstm.cudnn_problems(mixed) == []
 
 
-def keras_and_cpu_lstm(x, h0, c0):
+def keras_and_cpu_lstm(x, h0, c0, graph=False):
     """Each layer's outputs, last states and gradients (inputs, initial states, weights) of one
-    loss over all of them, both layers holding the same weights."""
+    loss over all of them, both layers holding the same weights; with `graph`, in a tf.function,
+    as training runs them."""
     results = []
     for layer_class in (quality.keras.layers.LSTM, CpuLSTM):
         quality.keras.utils.set_random_seed(0)  # the same weights for both
         layer = layer_class(h0.shape[-1], return_sequences=True, return_state=True)
-        inputs = [tf.constant(v) for v in (x, h0, c0)]
-        with tf.GradientTape() as tape:
-            tape.watch(inputs)
-            outputs, h, c = layer(inputs[0], initial_state=inputs[1:])
-            loss = sum(tf.reduce_sum(tf.cast(v, tf.float32) * np.cos(np.arange(np.prod(v.shape))).reshape(v.shape))
-                       for v in (outputs, h, c))
-        grads = tape.gradient(loss, inputs + [w.value for w in layer.trainable_weights])
-        results.append([np.asarray(v, np.float32) for v in (outputs, h, c, *grads)])
+        layer.build(x.shape)
+
+        def run(*inputs):
+            with tf.GradientTape() as tape:
+                tape.watch(inputs)
+                outputs, h, c = layer(inputs[0], initial_state=list(inputs[1:]))
+                loss = sum(tf.reduce_sum(tf.cast(v, tf.float32) * np.cos(np.arange(np.prod(v.shape))).reshape(v.shape))
+                           for v in (outputs, h, c))
+            return [outputs, h, c, *tape.gradient(loss, list(inputs) + [w.value for w in layer.trainable_weights])]
+
+        run = tf.function(run) if graph else run
+        results.append([np.asarray(v, np.float32) for v in run(*(tf.constant(v) for v in (x, h0, c0)))])
     return results
 
 
-def test_the_cpu_lstm_computes_what_keras_lstm_does_outputs_states_and_gradients():
+@pytest.fixture
+def cpu_lstm_loop(monkeypatch):
+    """CpuLSTM's own loop, even on a machine with a GPU (where it would run Keras')."""
+    monkeypatch.setattr(CpuLSTM, "fast_loop", lambda self, mask: True)
+
+
+@pytest.mark.parametrize("graph", [False, True], ids=["eager", "tf.function"])
+def test_the_cpu_lstm_computes_what_keras_lstm_does_outputs_states_and_gradients(cpu_lstm_loop, graph):
     rng = np.random.default_rng(0)
     x, h0, c0 = (rng.normal(size=shape).astype(np.float32) for shape in [(3, 9, 5), (3, 4), (3, 4)])
-    assert CpuLSTM(4).fast_loop(None) or tf.config.list_logical_devices("GPU")  # its own loop runs here
-    keras_lstm, cpu_lstm = keras_and_cpu_lstm(x, h0, c0)
+    keras_lstm, cpu_lstm = keras_and_cpu_lstm(x, h0, c0, graph)
     names = ["outputs", "last h", "last c", "d inputs", "d h0", "d c0", "d kernel", "d recurrent kernel", "d bias"]
     for name, expected, got in zip(names, keras_lstm, cpu_lstm, strict=True):
         assert np.abs(expected).max() > 0.01, name  # each compared value is a real one
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5, err_msg=name)
 
 
-def test_under_mixed_bfloat16_the_cpu_lstm_stays_within_bfloat16_rounding_of_keras_lstm():
+def test_under_mixed_bfloat16_the_cpu_lstm_stays_within_bfloat16_rounding_of_keras_lstm(cpu_lstm_loop):
     rng = np.random.default_rng(1)
     x, h0, c0 = (rng.normal(size=shape).astype(np.float32) for shape in [(8, 30, 16), (8, 32), (8, 32)])
     quality.keras.mixed_precision.set_global_policy("mixed_bfloat16")
     try:
-        keras_lstm, cpu_lstm = keras_and_cpu_lstm(x, h0, c0)
+        keras_lstm, cpu_lstm = keras_and_cpu_lstm(x, h0, c0, graph=True)
     finally:
         quality.keras.mixed_precision.set_global_policy("float32")
     for expected, got in zip(keras_lstm, cpu_lstm, strict=True):
@@ -192,7 +203,9 @@ def test_under_mixed_bfloat16_the_cpu_lstm_stays_within_bfloat16_rounding_of_ker
         assert np.abs(got - expected).max() < 0.05 * scale  # bfloat16 keeps 8 bits: a few hundredths
 
 
-def test_a_cpu_lstm_with_what_its_loop_lacks_runs_keras_own_loop():
+def test_a_cpu_lstm_runs_its_own_loop_on_a_cpu_and_keras_loop_for_what_it_lacks():
+    assert CpuLSTM(4).fast_loop(None) or tf.config.list_logical_devices("GPU")
+    assert not CpuLSTM(4, dtype="float64").fast_loop(None)
     assert not CpuLSTM(4, recurrent_dropout=0.1).fast_loop(None)
     assert not CpuLSTM(4, go_backwards=True).fast_loop(None)
     assert not CpuLSTM(4).fast_loop(mask=np.ones((2, 3), bool))
