@@ -39,7 +39,8 @@ def recurrence(sequences, h0, c0, kernel, recurrent_kernel, bias):
         inputs = tf.reshape(tf.transpose(sequences, [1, 0, 2]), [-1, features])  # time first
         # The bias is added in float32, after the product: TensorFlow would otherwise fuse the two
         # into one oneDNN op that ran at a fraction of the product's speed here.
-        input_gates = tf.reshape(tf.cast(tf.matmul(inputs, kernel), f32) + tf.cast(bias, f32), [steps, batch, 4 * units])
+        input_gates = tf.reshape(tf.cast(tf.matmul(inputs, kernel), f32) + tf.cast(bias, f32),
+                                 [steps, batch, 4 * units])
 
         def forward(t, h, c, hs, cs, gates):
             pre = input_gates[t] + tf.cast(tf.matmul(h, recurrent_kernel), f32)

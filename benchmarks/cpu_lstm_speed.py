@@ -3,9 +3,9 @@ side in one run: quality.py's two LSTMs (2x256 and 2x512), with its settings, ba
 precision (mixed bfloat16 where the CPU runs it natively, else float32), on Tiny Shakespeare.
 Each loop trains in short turns of `--seconds` after an untimed first step (TensorFlow traces
 the model in it), the two alternating, each first in every other round: on a shared machine
-whose speed swings from minute to minute, the two turns of a round see about the same machine. The speedup is the
-median, over the rounds, of CpuLSTM's turn against Keras' turn in the same round; the speeds are
-each loop's median.
+whose speed swings from minute to minute, the two turns of a round see about the same machine.
+The speedup is the median, over the rounds, of CpuLSTM's turn against Keras' turn in the same
+round; the speeds are each loop's median.
 
     python benchmarks/cpu_lstm_speed.py     # about 5 minutes on 2 cores
 
@@ -16,7 +16,6 @@ import argparse
 import json
 import statistics
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,14 +29,6 @@ from files import write_json  # noqa: E402
 from run import machine  # noqa: E402
 
 LOOPS = {"keras": keras.layers.LSTM, "cpu_lstm": CpuLSTM}
-
-
-def characters_per_second(model, batches, seconds: float, per_step: int) -> float:
-    steps, started = 0, time.monotonic()
-    while time.monotonic() - started < seconds:
-        model.train_on_batch(*next(batches))
-        steps += 1
-    return steps * per_step / (time.monotonic() - started)
 
 
 def main() -> None:
@@ -54,7 +45,6 @@ def main() -> None:
     rows = []
     for kind in ("lstm", "lstm_large"):
         s = quality.settings(kind, precision)
-        per_step = s["batch_size"] * s["context"]
         runs = {}
         for loop, layer in LOOPS.items():
             model, dataset, *_ = quality.compiled(kind, s, len(vocab["tokens"]), train_ids, lstm_layer=layer)
@@ -62,7 +52,7 @@ def main() -> None:
             model.train_on_batch(*next(runs[loop][1]))
         for turn in range(args.turns):  # Keras' loop first in even rounds, CpuLSTM first in odd ones
             for model, batches, speeds in list(runs.values())[::1 if turn % 2 == 0 else -1]:
-                speeds.append(characters_per_second(model, batches, args.seconds, per_step))
+                speeds.append(quality.characters_per_second(model, batches, args.seconds, s))
         speed = {loop: round(statistics.median(speeds)) for loop, (_, _, speeds) in runs.items()}
         ratios = [ours / keras_ for keras_, ours in zip(runs["keras"][2], runs["cpu_lstm"][2])]
         rows.append({"model": quality.name(kind), "precision": precision, "characters_per_second": speed,

@@ -140,8 +140,9 @@ LSTM = {"layers": 2, "units": 256, "embedding_dim": 64, "dropout": 0.0, "batch_s
 # passes); the 2x512 at batch 32: 1.564 (2,693 per second, batch 64 3,500 to 4,000 that hour: twice
 # the updates per character, but fewer characters). Computing the input half of every step's gates
 # for the whole window at once, outside the time loop, was no faster on that CPU on its own (0.78
-# to 1.07 times Keras' loop, 2x512 in mixed bfloat16; CpuLSTM does it too, for other gains); nor were TensorFlow's fused BlockLSTMV2 op (0.31 times, in
-# float32) or unroll=True (0.84 to 1.17 times, mixed bfloat16). Two copies of the 2x512, one per
+# to 1.07 times Keras' loop, 2x512 in mixed bfloat16; CpuLSTM does it too, for other gains); nor
+# were TensorFlow's fused BlockLSTMV2 op (0.31 times, in float32) or unroll=True (0.84 to 1.17
+# times, mixed bfloat16). Two copies of the 2x512, one per
 # core (MirroredStrategy over two logical CPUs): 1.09 to 1.31 times one copy, not taken. What did
 # pay: oneDNN's own timings showed Keras' loop spending a third of each batch on the weight
 # gradients, added step by step from products over only 64 rows, and re-casting the weights to
@@ -363,12 +364,17 @@ def speeds(corpus: Path, seconds: float) -> dict:
             model, dataset, *_ = compiled(kind, s, len(vocab["tokens"]), train_ids)
             batches = iter(dataset)
             model.train_on_batch(*next(batches))
-            steps, started = 0, time.monotonic()
-            while time.monotonic() - started < seconds:
-                model.train_on_batch(*next(batches))
-                steps += 1
-            result[kind][precision] = round(steps * s["batch_size"] * s["context"] / (time.monotonic() - started))
+            result[kind][precision] = round(characters_per_second(model, batches, seconds, s))
     return result
+
+
+def characters_per_second(model, batches, seconds: float, s: dict) -> float:
+    """Train on `batches` for `seconds`; the characters predicted per second."""
+    steps, started = 0, time.monotonic()
+    while time.monotonic() - started < seconds:
+        model.train_on_batch(*next(batches))
+        steps += 1
+    return steps * s["batch_size"] * s["context"] / (time.monotonic() - started)
 
 
 def train(kind: str, corpus: Path, seconds: float, every: float, precision: str) -> dict:
