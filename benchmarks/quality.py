@@ -153,11 +153,12 @@ LSTM = {"layers": 2, "units": 256, "embedding_dim": 64, "dropout": 0.0, "batch_s
 # 30-second trials; 1.557 in the run before). Four 15-minute trials of the committed CpuLSTM on
 # the Xeon, each alone on the machine: these settings, 1.4895 (6,374 characters per second, 5.7
 # passes); context 64 at batch 100 (the same characters per step in fewer, wider steps, faster in
-# 8-second turns; scored on blocks of 100), 1.506 (5,566 per second); a rate of 5e-3, 1.574
-# (4,714); a 40% cooldown, 1.556 (4,493). Per character trained, the first three were alike
-# (1.641, 1.642 and 1.642 after 3 million characters): here the 15-minute figure is decided by
-# how many characters the hour's CPU gives, and the EPYC's 1.4745 came after 7.8 million (8,645
-# per second), more than this Xeon gave in any 15 minutes.
+# 8-second turns; scored, by a change made for the trial, on blocks of 100), 1.506 (5,566 per
+# second); a rate of 5e-3, 1.574 (4,714); a 40% cooldown, 1.556 (4,493). Per character trained,
+# the first three were alike (1.641, 1.642 and 1.642 after 3 million characters, counted at each
+# one's average speed): here the 15-minute figure is decided by how many characters the hour's CPU
+# gives, and the EPYC's 1.4745 came after 7.8 million (8,645 per second), more than this Xeon gave
+# in any 15 minutes.
 LSTM_LARGE = LSTM | {"units": 512, "dropout": 0.1, "cooldown": 0.2}
 
 # nanoGPT's CPU settings (README: block_size 64, batch_size 12, n_layer 4, n_head 4, n_embd 128,
