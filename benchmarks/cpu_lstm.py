@@ -15,8 +15,8 @@ CpuLSTM reorders that work, not the model:
 The matrix products run in the layer's compute dtype; the gates and the cell state stay float32
 (under mixed bfloat16, Keras' loop keeps them in bfloat16, 8 bits of mantissa).
 Where a GPU is present, or the layer uses anything this loop does not do (masks, dropout inside
-the layer, other activations, stateful or reversed runs, float64), it runs Keras' own loop, so it stays
-cuDNN-eligible. Its weights and config are Keras' LSTM's; tests/test_benchmarks.py checks its
+the layer, other activations, stateful or reversed runs, float64), it runs Keras' own loop, so it
+stays cuDNN-eligible. Its weights and config are Keras' LSTM's; tests/test_benchmarks.py checks its
 outputs and gradients against keras.layers.LSTM's, and benchmarks/cpu_lstm_speed.py times both.
 """
 

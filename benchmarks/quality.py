@@ -125,40 +125,40 @@ LSTM = {"layers": 2, "units": 256, "embedding_dim": 64, "dropout": 0.0, "batch_s
         "learning_rate": 3e-3, "warmup_steps": 0, "clipnorm": 1.0} | SCHEDULE
 
 # The LSTM for the 15-minute target. The 2x256 above is flat from its 10th minute on (1.524, then
-# 1.519 after 23.7 passes over the text, in mixed bfloat16): more steps no longer help it, a larger
-# model does, if dropout keeps it from learning the 1 million characters by heart. 2x512 (3.3
-# million weights), dropout 0.2: a third of the 2x256's characters per second (8,640 against 26,400,
-# 7.8 passes in 15 minutes) and far behind at 3 minutes (1.919), but still falling at 15: 1.483 with
-# the schedule above (the rate then half of its start); decaying earlier (from 3 million characters,
-# halving every 2) was ahead at minute 10 (1.521 against 1.529) and behind at 15 (1.491): the rate
-# fell too low while the model still learned fast. Later 15-minute trials, each alone on the
-# machine: a cooldown over the last 20% (the rate to 0 by the end, as nanoGPT's last steps run near
-# its floor): 1.479; with dropout 0.1 instead of 0.2: 1.4745 (8,645 characters per second); dropout
-# 0.1, no halving and a 25% cooldown: 1.475. On a slower Intel Xeon (6,695 characters per second),
-# dropout 0 with the 20% cooldown: 1.494; batch 128 at the same rate: 1.539 (7,711 per second, half
-# the updates per character); 2x384, dropout 0.1, the 20% cooldown: 1.506 (7,288 per second, 6.5
-# passes); the 2x512 at batch 32: 1.564 (2,693 per second, batch 64 3,500 to 4,000 that hour: twice
-# the updates per character, but fewer characters). Computing the input half of every step's gates
-# for the whole window at once, outside the time loop, was no faster on that CPU on its own (0.78
-# to 1.07 times Keras' loop, 2x512 in mixed bfloat16; CpuLSTM does it too, for other gains); nor
-# were TensorFlow's fused BlockLSTMV2 op (0.31 times, in float32) or unroll=True (0.84 to 1.17
-# times, mixed bfloat16). Two copies of the 2x512, one per
+# 1.519 after 23.7 passes over the text, in mixed bfloat16): more steps no longer help it, a
+# larger model does, if dropout keeps it from learning the 1 million characters by heart. 2x512
+# (3.3 million weights), dropout 0.2: a third of the 2x256's characters per second (8,640 against
+# 26,400, 7.8 passes in 15 minutes) and far behind at 3 minutes (1.919), but still falling at 15:
+# 1.483 with the schedule above (the rate then half of its start); decaying earlier (from 3
+# million characters, halving every 2) was ahead at minute 10 (1.521 against 1.529) and behind at
+# 15 (1.491): the rate fell too low while the model still learned fast. Later 15-minute trials,
+# each alone on the machine: a cooldown over the last 20% (the rate to 0 by the end, as nanoGPT's
+# last steps run near its floor): 1.479; with dropout 0.1 instead of 0.2: 1.4745 (8,645 characters
+# per second); dropout 0.1, no halving and a 25% cooldown: 1.475. On a slower Intel Xeon (6,695
+# characters per second), dropout 0 with the 20% cooldown: 1.494; batch 128 at the same rate:
+# 1.539 (7,711 per second, half the updates per character); 2x384, dropout 0.1, the 20% cooldown:
+# 1.506 (7,288 per second, 6.5 passes); the 2x512 at batch 32: 1.564 (2,693 per second, batch 64
+# 3,500 to 4,000 that hour: twice the updates per character, but fewer characters). Computing the
+# input half of every step's gates for the whole window at once, outside the time loop, was no
+# faster on that CPU on its own (0.78 to 1.07 times Keras' loop, 2x512 in mixed bfloat16; CpuLSTM
+# does it too, for other gains); nor were TensorFlow's fused BlockLSTMV2 op (0.31 times, in
+# float32) or unroll=True (0.84 to 1.17 times, mixed bfloat16). Two copies of the 2x512, one per
 # core (MirroredStrategy over two logical CPUs): 1.09 to 1.31 times one copy, not taken. What did
 # pay: oneDNN's own timings showed Keras' loop spending a third of each batch on the weight
 # gradients, added step by step from products over only 64 rows, and re-casting the weights to
 # bfloat16 at every step. CpuLSTM (cpu_lstm.py) computes those gradients in one product after the
 # loop and casts once: 1.56 times Keras' loop for the 2x512 (cpu_lstm_speed.py, turns side by side
-# on the Xeon), 1.06 for the 2x256. Its first 15-minute trial (a first version, gates in bfloat16),
-# the 2x512 at 7,434 characters per second: 1.485 (Keras' loop that day: about 4,900 per second in
-# 30-second trials; 1.557 in the run before). Four 15-minute trials of the committed CpuLSTM on
-# the Xeon, each alone on the machine: these settings, 1.4895 (6,374 characters per second, 5.7
-# passes); context 64 at batch 100 (the same characters per step in fewer, wider steps, faster in
-# 8-second turns; scored, by a change made for the trial, on blocks of 100), 1.506 (5,566 per
-# second); a rate of 5e-3, 1.574 (4,714); a 40% cooldown, 1.556 (4,493). Per character trained,
-# the first three were alike (1.641, 1.642 and 1.642 after 3 million characters, counted at each
-# one's average speed): here the 15-minute figure is decided by how many characters the hour's CPU
-# gives, and the EPYC's 1.4745 came after 7.8 million (8,645 per second), more than this Xeon gave
-# in any 15 minutes.
+# on the Xeon), 1.06 for the 2x256. Its first 15-minute trial (a first version, gates in
+# bfloat16), the 2x512 at 7,434 characters per second: 1.485 (Keras' loop that day: about 4,900
+# per second in 30-second trials; 1.557 in the run before). Four 15-minute trials of the committed
+# CpuLSTM on the Xeon, each alone on the machine: these settings, 1.4895 (6,374 characters per
+# second, 5.7 passes); context 64 at batch 100 (the same characters per step in fewer, wider
+# steps, faster in 8-second turns; scored, by a change made for the trial, on blocks of 100),
+# 1.506 (5,566 per second); a rate of 5e-3, 1.574 (4,714); a 40% cooldown, 1.556 (4,493). Per
+# character trained, the first three were alike (1.641, 1.642 and 1.642 after 3 million
+# characters, counted at each one's average speed): here the 15-minute figure is decided by how
+# many characters the hour's CPU gives, and the EPYC's 1.4745 came after 7.8 million (8,645 per
+# second), more than this Xeon gave in any 15 minutes.
 LSTM_LARGE = LSTM | {"units": 512, "dropout": 0.1, "cooldown": 0.2}
 
 # nanoGPT's CPU settings (README: block_size 64, batch_size 12, n_layer 4, n_head 4, n_embd 128,

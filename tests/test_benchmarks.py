@@ -179,6 +179,15 @@ def cpu_lstm_loop(monkeypatch):
     monkeypatch.setattr(CpuLSTM, "fast_loop", lambda self, mask: True)
 
 
+def test_the_benchmarks_lstms_run_as_cpu_lstm_unless_told_keras_own_layer():
+    s = quality.LSTM_LARGE
+    ours, keras_own = (quality.lstm_model(65, s, *layer) for layer in [(), (quality.keras.layers.LSTM,)])
+    assert [type(layer) for layer in lstm.lstm_layers(ours)] == [CpuLSTM] * s["layers"]
+    assert [type(layer) for layer in lstm.lstm_layers(keras_own)] == [quality.keras.layers.LSTM] * s["layers"]
+    assert [layer.units for layer in lstm.lstm_layers(ours)] == [s["units"]] * s["layers"]
+    assert [w.shape for w in ours.weights] == [w.shape for w in keras_own.weights]  # the same model otherwise
+
+
 @pytest.mark.parametrize("graph", [False, True], ids=["eager", "tf.function"])
 def test_the_cpu_lstm_computes_what_keras_lstm_does_outputs_states_and_gradients(cpu_lstm_loop, graph):
     rng = np.random.default_rng(0)
