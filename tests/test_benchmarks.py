@@ -276,6 +276,25 @@ def test_the_compiled_training_step_reads_the_cooled_rate():
         np.testing.assert_array_equal(a, b.numpy())
 
 
+@pytest.mark.parametrize("precision", ["float32", "mixed_bfloat16"])
+def test_an_lstm_starts_out_predicting_the_training_texts_character_frequencies(precision):
+    """With unigram_bias its untrained logits are the log shares of each character in the
+    training text (counted once more each); without it, or for the Transformer, they are not."""
+    ids = np.array([0] * 30 + [1] * 9 + [2] * 3 + [4])  # 3 never occurs
+    s = quality.LSTM | {"units": 8, "embedding_dim": 4, "batch_size": 2, "context": 5, "precision": precision}
+    shares = (np.bincount(ids, minlength=5) + 1) / (len(ids) + 5)
+    np.testing.assert_allclose(quality.unigram_log_shares(ids, 5), np.log(shares), rtol=1e-6)
+    try:
+        model = quality.compiled("lstm", s, 5, ids)[0]
+        plain = quality.compiled("lstm", s | {"unigram_bias": False}, 5, ids)[0]
+    finally:
+        quality.keras.mixed_precision.set_global_policy("float32")
+    np.testing.assert_allclose(model.get_layer("logits").bias.numpy(), np.log(shares), rtol=1e-6)
+    first = model.predict_on_batch(np.zeros((1, 5), np.int32))  # what it predicts is set by the bias alone, at first
+    assert np.corrcoef(first[0, -1], np.log(shares))[0, 1] > 0.9
+    np.testing.assert_array_equal(plain.get_layer("logits").bias.numpy(), np.zeros(5))
+
+
 def test_time_to_reach_interpolates_between_the_probes_around_the_target():
     curve = [[10.0, 3.0], [20.0, 2.0], [30.0, 1.5]]
     assert quality.time_to_reach(curve, 1.75) == 25.0
