@@ -278,8 +278,8 @@ def test_the_compiled_training_step_reads_the_cooled_rate():
 
 @pytest.mark.parametrize("precision", ["float32", "mixed_bfloat16"])
 def test_an_lstm_starts_out_predicting_the_training_texts_character_frequencies(precision):
-    """With unigram_bias its untrained logits are the log shares of each character in the
-    training text (counted once more each); without it, or for the Transformer, they are not."""
+    """With unigram_bias its untrained logits' bias is the log share of each character in the
+    training text (counted once more each), and what it first predicts follows it; without, zeros."""
     ids = np.array([0] * 30 + [1] * 9 + [2] * 3 + [4])  # 3 never occurs
     s = quality.LSTM | {"units": 8, "embedding_dim": 4, "batch_size": 2, "context": 5, "precision": precision}
     shares = (np.bincount(ids, minlength=5) + 1) / (len(ids) + 5)
