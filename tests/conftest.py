@@ -115,7 +115,8 @@ class Server:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_port}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        # shutdown() waits for serve_forever's next poll: 0.05 s, not the default 0.5 s per test
+        threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
 
 
 @contextlib.contextmanager
@@ -136,6 +137,12 @@ def server():
 
 @pytest.fixture(scope="module")
 def module_server():
+    with serving() as srv:
+        yield srv
+
+
+@pytest.fixture(scope="session")
+def session_server():
     with serving() as srv:
         yield srv
 
@@ -256,3 +263,27 @@ def make_dvc_project(repo: Path, server: Server):
 @pytest.fixture
 def dvc_project(tmp_path, server):
     return make_dvc_project(tmp_path / "repo", server)
+
+
+@pytest.fixture(scope="session")
+def reproduced_template(tmp_path_factory, session_server) -> Path:
+    """The tiny project after one whole `dvc repro`, its outputs not committed: built once per
+    test process (a pytest-xdist worker), for `reproduced_project` to copy."""
+    repo, env = make_dvc_project(tmp_path_factory.mktemp("reproduced") / "repo", session_server)
+    out = sh(["dvc", "repro"], repo, env).stdout
+    assert "Running stage 'sample-headlines'" in out and "Running stage 'sample'" in out, out
+    return repo
+
+
+@pytest.fixture(scope="session")
+def reproduced_project(reproduced_template):
+    """copy(dest) -> (repo, env): the tiny project as its first `dvc repro` left it, copied to
+    `dest` with its .git and DVC cache. The tests that start from a reproduced project take a copy
+    instead of each spending half a minute on the same repro (tests/test_pipeline.py checks that
+    repro itself). The copy's params name this process's HTTP server, which lives as long as the
+    tests run; DVC's state (.dvc/tmp) is left behind, so the copy hashes its own files afresh."""
+    def copy(dest: Path) -> tuple[Path, dict]:
+        shutil.copytree(reproduced_template, dest, symlinks=True,
+                        ignore=lambda folder, names: ["tmp"] if Path(folder).name == ".dvc" else [])
+        return dest, dvc_env()
+    return copy

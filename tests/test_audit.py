@@ -4,8 +4,7 @@ import json
 
 import pytest
 
-from conftest import make_dvc_project, sh
-from test_pipeline import repro
+from conftest import sh
 
 SAMPLE = "metrics/sample/char/samples.txt"
 
@@ -15,11 +14,10 @@ def audit(repo, env, *args, check=True):
 
 
 @pytest.fixture(scope="module")
-def experiments(tmp_path_factory, module_server):
+def experiments(tmp_path_factory, reproduced_project):
     """The tiny project committed, then two experiments with different params (shared by the
     tests here; the last one edits the workspace)."""
-    repo, env = make_dvc_project(tmp_path_factory.mktemp("audit") / "repo", module_server)
-    repro(repo, env)
+    repo, env = reproduced_project(tmp_path_factory.mktemp("audit") / "repo")
     sh(["git", "add", "-A"], repo, env)
     sh(["git", "commit", "-q", "-m", "baseline"], repo, env)
     sh(["dvc", "exp", "run", "-n", "cold", "-S", "sample.temperature=0.3"], repo, env)

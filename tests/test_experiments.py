@@ -8,8 +8,7 @@ import os
 import sys
 import time
 
-from conftest import make_dvc_project, sh
-from test_pipeline import repro
+from conftest import sh
 from test_remote import s3  # noqa: F401  (the S3 server fixture)
 
 EXPERIMENTS = {"wide": ["-S", "train-lstm.units=24"], "cold": ["-S", "sample.temperature=0.3"]}
@@ -25,16 +24,15 @@ def audit(repo, env, rev):
                          repo, env).stdout)
 
 
-def test_two_machines_push_experiments_a_third_compares_audits_and_generates(tmp_path, server, s3):
+def test_two_machines_push_experiments_a_third_compares_audits_and_generates(tmp_path, reproduced_project, s3):
     """The DVC remote on a real S3 API server (tests/test_remote.py round-trips a local-directory
     remote too: what DVC sends does not depend on the kind of remote)."""
-    first, env = make_dvc_project(tmp_path / "first", server)
+    first, env = reproduced_project(tmp_path / "first")
     env = {**env, **{k: os.environ[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")}}
     sh(["dvc", "remote", "add", "-d", "team", "s3://textgen/exps"], first, env)
     sh(["dvc", "remote", "modify", "team", "endpointurl", s3[0]], first, env)
     origin = tmp_path / "origin.git"
     sh(["git", "init", "-q", "--bare", str(origin)], tmp_path, env)
-    repro(first, env)
     sh(["git", "add", "-A"], first, env)
     sh(["git", "commit", "-q", "-m", "baseline"], first, env)
     sh(["git", "push", "-q", str(origin), "HEAD:refs/heads/main"], first, env)
@@ -62,10 +60,9 @@ def test_two_machines_push_experiments_a_third_compares_audits_and_generates(tmp
     assert not (third / "data/models/char.npz").exists()  # the workspace untouched
 
 
-def test_two_queued_experiments_run_at_once_without_colliding(dvc_project, monkeypatch):
+def test_two_queued_experiments_run_at_once_without_colliding(reproduced_project, tmp_path, monkeypatch):
     from generate import Model
-    repo, env = dvc_project
-    repro(repo, env)
+    repo, env = reproduced_project(tmp_path / "repo")
     sh(["git", "add", "-A"], repo, env)
     sh(["git", "commit", "-q", "-m", "baseline"], repo, env)
     for units in (12, 20):

@@ -11,8 +11,8 @@ import time
 import pytest
 import yaml
 
-from conftest import make_dvc_project, sh
-from test_pipeline import repro, set_param
+from conftest import sh
+from test_pipeline import set_param
 
 OUTPUTS = ["data/models/char.keras", "data/models/char.npz", "metrics/train/char/metrics.json",
            "metrics/train/char/plots/metrics/eval/loss.tsv", "metrics/sample/char/samples.txt",
@@ -35,10 +35,9 @@ def assert_nothing_to_rerun(repo, env):
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory, module_server):
-    repo, env = make_dvc_project(tmp_path_factory.mktemp("failures") / "repo", module_server)
-    repro(repo, env)
-    return repo, env, module_server
+def built(tmp_path_factory, reproduced_project, session_server):
+    repo, env = reproduced_project(tmp_path_factory.mktemp("failures") / "repo")
+    return repo, env, session_server
 
 
 @pytest.mark.parametrize("section, key, bad, says", [

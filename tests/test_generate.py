@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import make_dvc_project, sh
+from conftest import sh
 from errors import UserError
 from test_pipeline import repro, set_param
 
@@ -25,12 +25,11 @@ def as_json(repo, env, *args):
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory, module_server):
+def project(tmp_path_factory, reproduced_project):
     """The tiny project trained, committed and tagged v1 (units 16), pushed to a local DVC
     remote; then an experiment `wide` (units 24); then the workspace moved on (units 12)."""
     base = tmp_path_factory.mktemp("generate")
-    repo, env = make_dvc_project(base / "repo", module_server)
-    repro(repo, env)
+    repo, env = reproduced_project(base / "repo")
     sh(["dvc", "remote", "add", "-d", "shared", str(base / "remote")], repo, env)
     sh(["git", "add", "-A"], repo, env)
     sh(["git", "commit", "-q", "-m", "trained"], repo, env)

@@ -54,10 +54,11 @@ def bash_block(title: str) -> list[str]:
     return [line.split("  #")[0].strip() for line in block.splitlines() if line.split("  #")[0].strip()]
 
 
-def test_the_tiny_run_and_the_params_commands_work_as_written(dvc_project):
-    """The README's "one-minute tiny run" and "Changing params" commands, on the tiny project."""
+def test_the_tiny_run_and_the_params_commands_work_as_written(reproduced_project, tmp_path):
+    """The README's "one-minute tiny run" and "Changing params" commands, on the tiny project
+    (reproduced already: its "everything, the first time" is tests/test_pipeline.py's to check)."""
     from conftest import sh
-    repo, env = dvc_project
+    repo, env = reproduced_project(tmp_path / "repo")
     for title in ("## A one-minute tiny run", "## Changing params, and experiments"):
         for command in bash_block(title):
             proc = sh(["bash", "-c", command], repo, env)

@@ -3,7 +3,6 @@ server (moto) on 127.0.0.1, and the second person's flow: clone, pull, nothing t
 
 import hashlib
 import os
-import shutil
 import signal
 import subprocess
 import threading
@@ -11,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import make_dvc_project, sh
+from conftest import sh
 from test_pipeline import repro, set_param
 
 
@@ -21,21 +20,10 @@ def data_hashes(repo) -> dict:
             for p in sorted((repo / "data").rglob("*")) if p.is_file() and p.name != ".gitignore"}
 
 
-@pytest.fixture(scope="module")
-def reproduced(tmp_path_factory, module_server):
-    """The tiny project, reproduced once for this file's tests."""
-    repo, env = make_dvc_project(tmp_path_factory.mktemp("remote") / "repo", module_server)
-    repro(repo, env)
-    return repo, env
-
-
 @pytest.fixture
-def built(reproduced, tmp_path):
-    """A copy of the reproduced project for each test (its .git and DVC cache with it), as its
-    first user leaves it: one `dvc repro` serves both tests, each pushing to a remote of its own."""
-    source, env = reproduced
-    shutil.copytree(source, tmp_path / "repo", symlinks=True)
-    return tmp_path / "repo", env
+def built(reproduced_project, tmp_path):
+    """A copy of the reproduced project for each test, each pushing to a remote of its own."""
+    return reproduced_project(tmp_path / "repo")
 
 
 def commit_and_push(repo, env, *remote_args):

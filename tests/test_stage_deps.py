@@ -49,9 +49,8 @@ def status_of(repo, env) -> set[str]:
     return set(yaml.safe_load(out) or {})
 
 
-def test_editing_a_module_makes_only_the_stages_that_run_it_stale(dvc_project):
-    repo, env = dvc_project
-    sh(["dvc", "repro"], repo, env)
+def test_editing_a_module_makes_only_the_stages_that_run_it_stale(reproduced_project, tmp_path):
+    repo, env = reproduced_project(tmp_path / "repo")
     assert status_of(repo, env) == set()
     original = (repo / "stages/sampling.py").read_text()
     (repo / "stages/sampling.py").write_text(original + "\n# an edit\n")
