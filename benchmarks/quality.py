@@ -170,7 +170,10 @@ LSTM = {"layers": 2, "units": 256, "embedding_dim": 64, "dropout": 0.0, "batch_s
 # many characters the hour's CPU gives, and the EPYC's 1.4745 came after 7.8 million (8,645 per
 # second), more than this Xeon gave in any 15 minutes. With unigram_bias (LSTM above), in the
 # benchmark's run: 1.761 at 3 minutes (2.273 without, in the run before), 1.481 at 15 (6,790
-# characters per second, 6.1 passes), still 0.011 short.
+# characters per second, 6.1 passes), still 0.011 short; a re-run in a faster hour, 1.481 again
+# after 7.3 passes (8,172 per second): more characters alone no longer lowered it. Adam's beta_2
+# at 0.99 (nanoGPT's) instead of 0.999, with the bias, a 15-minute trial in that hour: 1.485
+# (8,489 per second, 7.6 passes).
 LSTM_LARGE = LSTM | {"units": 512, "dropout": 0.1, "cooldown": 0.2}
 
 # nanoGPT's CPU settings (README: block_size 64, batch_size 12, n_layer 4, n_head 4, n_embd 128,
