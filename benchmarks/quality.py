@@ -26,7 +26,8 @@ traces the model, is not timed. The race models' learning-rate schedules do not 
 their budgets (SCHEDULE below), so one run per model gives every budget: the loss probed at
 minute 3 of the LSTM's 15-minute run is its 3-minute figure. Only the large LSTM, which races
 no one and counts at 15 minutes, cools its rate down over the last share of its budget
-(`cooldown`); its 3- and 10-minute figures come before that. Each model trains in a process of
+(`cooldown`); its 3- and 10-minute figures come before that. Its probes score the moving
+average of its weights (averaged_weights). Each model trains in a process of
 its own, started as run.py starts training.py, so that its peak memory is its own and none
 inherits another's TensorFlow state.
 
@@ -40,7 +41,9 @@ The three models:
   at the log of each character's share of the training text (`unigram_bias`; train-lstm's, and
   the Transformer's, as nanoGPT's, start at zeros).
   It is the default model's shape, 2x256, for the race against the Transformer.
-- The large LSTM: the same, 2x512 with dropout (LSTM_LARGE), for the 15-minute target.
+- The large LSTM: the same, 2x512 with dropout (LSTM_LARGE), for the 15-minute target. Its
+  optimizer keeps a moving average of its weights (Keras' use_ema), and it is scored on that
+  average: training goes on from its own weights.
 - Transformer: GPT-2's layout in Keras 3 (character and learned position embeddings, pre-LayerNorm
   blocks of causal multi-head attention and a 4x GELU MLP, a final LayerNorm, a linear layer to
   the characters), sized as nanoGPT's README runs it on a CPU (4 layers, 4 heads, 128 wide,
@@ -67,6 +70,7 @@ kept.
 """
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -132,7 +136,7 @@ SCHEDULE = {"hold": 5_000_000, "half_life": 3_000_000, "cooldown": 0.0}
 #   per second of float32 here, and within 0.02 of float32's held-out loss after the same
 #   characters (1.797 after 3 million against 1.778, 1.600 after 6 million against 1.596).
 LSTM = {"layers": 2, "units": 256, "embedding_dim": 64, "dropout": 0.0, "batch_size": 64, "context": 100, "step": 1,
-        "learning_rate": 3e-3, "warmup_steps": 0, "clipnorm": 1.0, "unigram_bias": True} | SCHEDULE
+        "learning_rate": 3e-3, "warmup_steps": 0, "clipnorm": 1.0, "unigram_bias": True, "ema_momentum": None} | SCHEDULE
 
 # The LSTM for the 15-minute target. The 2x256 above is flat from its 10th minute on (1.524, then
 # 1.519 after 23.7 passes over the text, in mixed bfloat16): more steps no longer help it, a
@@ -173,8 +177,18 @@ LSTM = {"layers": 2, "units": 256, "embedding_dim": 64, "dropout": 0.0, "batch_s
 # characters per second, 6.1 passes), still 0.011 short; a re-run in a faster hour, 1.481 again
 # after 7.3 passes (8,172 per second): more characters alone no longer lowered it. Adam's beta_2
 # at 0.99 (nanoGPT's) instead of 0.999, with the bias, a 15-minute trial in that hour: 1.485
-# (8,489 per second, 7.6 passes).
-LSTM_LARGE = LSTM | {"units": 512, "dropout": 0.1, "cooldown": 0.2}
+# (8,489 per second, 7.6 passes). Then two 15-minute trials in an hour that gave it 14,300 and
+# 14,000 characters per second (12.9 and 12.5 passes), each probing its weights and two moving
+# averages of them (Polyak averaging, momentum 0.99 and 0.997) side by side. With dropout 0.1 its
+# weights stopped improving after 7.3 million characters (1.502) and then got worse, 1.530 at 15
+# minutes: it was learning the training text by heart, which is why more characters had stopped
+# helping. The averages were up to 0.03 lower than the weights (the 0.997 one at best 1.467,
+# after 7.9 million characters) but overfitted too (1.509 at the end). With dropout 0.25 the
+# weights reached 1.468 at 15 minutes, still level, and the 0.997 average 1.462 (at best 1.459,
+# after 10.3 million; the 0.99 one 1.467). Hence dropout 0.25, scored on the 0.997 average (about
+# its last 330 steps). In the benchmark's run in that hour: 1.460 (13,301 per second); alone on
+# one of the two cores (taskset -c 0, 9,865 per second, 8.9 passes): 1.463.
+LSTM_LARGE = LSTM | {"units": 512, "dropout": 0.25, "cooldown": 0.2, "ema_momentum": 0.997}
 
 # nanoGPT's CPU settings (README: block_size 64, batch_size 12, n_layer 4, n_head 4, n_embd 128,
 # dropout 0) and config/train_shakespeare_char.py's optimizer.
@@ -365,7 +379,8 @@ def compiled(kind: str, s: dict, vocab_size: int, train_ids: np.ndarray, lstm_la
         model = lstm_model(vocab_size, s, lstm_layer)
         if s["unigram_bias"]:
             model.get_layer("logits").bias.assign(unigram_log_shares(train_ids, vocab_size))
-        optimizer = keras.optimizers.Adam(rate, global_clipnorm=s["clipnorm"])
+        optimizer = keras.optimizers.Adam(rate, global_clipnorm=s["clipnorm"], use_ema=bool(s["ema_momentum"]),
+                                          ema_momentum=s["ema_momentum"] or 0.99)
     else:
         model = transformer(vocab_size, context, s["layers"], s["heads"], s["width"])
         optimizer = keras.optimizers.AdamW(rate, beta_2=s["beta_2"], weight_decay=s["weight_decay"],
@@ -375,6 +390,23 @@ def compiled(kind: str, s: dict, vocab_size: int, train_ids: np.ndarray, lstm_la
     starts = np.asarray(window_starts(len(train_ids), context, s["step"]))
     starts = starts[:len(starts) // batch * batch]
     return model, lstm.window_dataset(train_ids, starts, context, batch, shuffle_seed=1), len(starts) // batch, rate
+
+
+@contextlib.contextmanager
+def averaged_weights(model: keras.Model):
+    """Within the block, the model holds its optimizer's moving average of its weights, if the
+    optimizer keeps one (`ema_momentum`); its own weights again after."""
+    if not model.optimizer.use_ema:
+        yield
+        return
+    swap = keras.callbacks.SwapEMAWeights()
+    swap.set_model(model)
+    # Its evaluate hooks, not its predict ones: in Keras 3.15 on_predict_end never swaps back.
+    swap.on_test_begin()
+    try:
+        yield
+    finally:
+        swap.on_test_end()
 
 
 def unigram_log_shares(ids: np.ndarray, vocab_size: int) -> np.ndarray:
@@ -417,7 +449,12 @@ def train(kind: str, corpus: Path, seconds: float, every: float, precision: str)
     context, batch = s["context"], s["batch_size"]
     per_step = batch * context
     model, dataset, steps_per_pass, rate = compiled(kind, s, len(vocab["tokens"]), train_ids)
-    clock = Clock(seconds, every, lambda: block_loss(model.predict_on_batch, scored, context), rate)
+
+    def probe() -> float:
+        with averaged_weights(model):
+            return block_loss(model.predict_on_batch, scored, context)
+
+    clock = Clock(seconds, every, probe, rate)
     model.fit(dataset, epochs=10**6, steps_per_epoch=steps_per_pass, shuffle=False, verbose=0,
               callbacks=[clock])
     timed_tokens = (clock.steps - 1) * per_step
@@ -443,7 +480,8 @@ def name(kind: str) -> str:
     s = MODELS[kind]
     if kind.startswith("lstm"):
         return (f"LSTM {s['layers']}x{s['units']}, dropout {s['dropout']:g}, context {s['context']}, "
-                f"batch {s['batch_size']}" + (f", cooldown {s['cooldown']:.0%}" if s["cooldown"] else ""))
+                f"batch {s['batch_size']}" + (f", cooldown {s['cooldown']:.0%}" if s["cooldown"] else "")
+                + (f", weights averaged ({s['ema_momentum']:g})" if s["ema_momentum"] else ""))
     return (f"Transformer {s['layers']}x{s['width']}, {s['heads']} heads, context {s['context']}, "
             f"batch {s['batch_size']}")
 
@@ -474,10 +512,10 @@ def report(result: dict) -> str:
     lines = [f"Tiny Shakespeare, held-out loss in nats/char (bits/char) on the same {result['held_out_characters']:,} "
              f"characters, after minutes of training; {m['cpu']}, {m['cores']} cores"
              + (f"; every budget x {scale:g}" if scale != 1 else ""),
-             f"{'model':<64}{'precision':>16}{'params':>11}{'tokens/s':>10}{'passes':>8}" + "".join(f"{f'{t} min':>16}" for t in MARKS)]
+             f"{'model':<90}{'precision':>16}{'params':>11}{'tokens/s':>10}{'passes':>8}" + "".join(f"{f'{t} min':>16}" for t in MARKS)]
     for kind, run in runs.items():
         at = run["held_out_loss_at_minutes"]
-        lines.append(f"{name(kind):<64}{run['settings']['precision']:>16}{run['parameters']:>11,}{run['tokens_per_second']:>10,}{run['passes']:>8}"
+        lines.append(f"{name(kind):<90}{run['settings']['precision']:>16}{run['parameters']:>11,}{run['tokens_per_second']:>10,}{run['passes']:>8}"
                      + "".join(f"{f'{at[str(t)]:.3f} ({bits(at[str(t)]):.2f})' if str(t) in at else '-':>16}"
                                for t in MARKS))
     lines.append(f"(nanoGPT's README: this Transformer about {NANOGPT_CPU_3} after about 3 minutes on a laptop CPU; "

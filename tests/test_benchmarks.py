@@ -276,6 +276,33 @@ def test_the_compiled_training_step_reads_the_cooled_rate():
         np.testing.assert_array_equal(a, b.numpy())
 
 
+def test_the_probe_scores_the_moving_average_of_the_weights_then_gives_the_model_its_own_back():
+    """With ema_momentum, inside averaged_weights the model holds the average of its weights
+    after each step (the first step's weights, then m * average + (1 - m) * weights), and its own
+    weights again after; without, its own weights throughout."""
+    s = quality.LSTM | {"units": 8, "embedding_dim": 4, "batch_size": 2, "context": 5, "precision": "float32",
+                        "ema_momentum": 0.5}
+    model, dataset, *_ = quality.compiled("lstm", s, 7, np.arange(60) % 7)
+    batches, average = iter(dataset), None
+    for _ in range(3):
+        model.train_on_batch(*next(batches))
+        weights = [w.numpy().copy() for w in model.trainable_weights]
+        average = weights if average is None else [0.5 * a + 0.5 * w for a, w in zip(average, weights)]
+    assert any(not np.allclose(a, w) for a, w in zip(average, weights))
+    with quality.averaged_weights(model):
+        for a, w in zip(average, model.trainable_weights):
+            np.testing.assert_allclose(w.numpy(), a, rtol=1e-5, atol=1e-6)
+    for own, w in zip(weights, model.trainable_weights):
+        np.testing.assert_allclose(w.numpy(), own, rtol=1e-5, atol=1e-6)
+
+    plain, dataset, *_ = quality.compiled("lstm", s | {"ema_momentum": None}, 7, np.arange(60) % 7)
+    plain.train_on_batch(*next(iter(dataset)))
+    weights = [w.numpy().copy() for w in plain.trainable_weights]
+    with quality.averaged_weights(plain):
+        for own, w in zip(weights, plain.trainable_weights):
+            np.testing.assert_array_equal(w.numpy(), own)
+
+
 @pytest.mark.parametrize("precision", ["float32", "mixed_bfloat16"])
 def test_an_lstm_starts_out_predicting_the_training_texts_character_frequencies(precision):
     """With unigram_bias its untrained logits' bias is the log share of each character in the
