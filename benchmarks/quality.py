@@ -165,16 +165,16 @@ LSTM = {"layers": 2, "units": 256, "embedding_dim": 64, "dropout": 0.0, "batch_s
 # on the Xeon), 1.06 for the 2x256. Its first 15-minute trial (a first version, gates in
 # bfloat16), the 2x512 at 7,434 characters per second: 1.485 (Keras' loop that day: about 4,900
 # per second in 30-second trials; 1.557 in the run before). Four 15-minute trials of the committed
-# CpuLSTM on the Xeon, each alone on the machine: these settings, 1.4895 (6,374 characters per
-# second, 5.7 passes); context 64 at batch 100 (the same characters per step in fewer, wider
+# CpuLSTM on the Xeon, each alone on the machine: these settings with dropout 0.1, 1.4895 (6,374
+# characters per second, 5.7 passes); context 64 at batch 100 (the same characters per step in fewer, wider
 # steps, faster in 8-second turns; scored, by a change made for the trial, on blocks of 100),
 # 1.506 (5,566 per second); a rate of 5e-3, 1.574 (4,714); a 40% cooldown, 1.556 (4,493). Per
 # character trained, the first three were alike (1.641, 1.642 and 1.642 after 3 million
 # characters, counted at each one's average speed): here the 15-minute figure is decided by how
 # many characters the hour's CPU gives, and the EPYC's 1.4745 came after 7.8 million (8,645 per
 # second), more than this Xeon gave in any 15 minutes. With unigram_bias (LSTM above), in the
-# benchmark's run: 1.761 at 3 minutes (2.273 without, in the run before), 1.481 at 15 (6,790
-# characters per second, 6.1 passes), still 0.011 short; a re-run in a faster hour, 1.481 again
+# benchmark's run at a56cb01: 1.761 at 3 minutes (2.273 without, in the run before), 1.481 at 15
+# (6,790 characters per second, 6.1 passes), still 0.011 short; a re-run in a faster hour, 1.481 again
 # after 7.3 passes (8,172 per second): more characters alone no longer lowered it. Adam's beta_2
 # at 0.99 (nanoGPT's) instead of 0.999, with the bias, a 15-minute trial in that hour: 1.485
 # (8,489 per second, 7.6 passes). Then two 15-minute trials in an hour that gave it 14,300 and
@@ -379,8 +379,8 @@ def compiled(kind: str, s: dict, vocab_size: int, train_ids: np.ndarray, lstm_la
         model = lstm_model(vocab_size, s, lstm_layer)
         if s["unigram_bias"]:
             model.get_layer("logits").bias.assign(unigram_log_shares(train_ids, vocab_size))
-        optimizer = keras.optimizers.Adam(rate, global_clipnorm=s["clipnorm"], use_ema=bool(s["ema_momentum"]),
-                                          ema_momentum=s["ema_momentum"] or 0.99)
+        averaging = {"use_ema": True, "ema_momentum": s["ema_momentum"]} if s["ema_momentum"] else {}
+        optimizer = keras.optimizers.Adam(rate, global_clipnorm=s["clipnorm"], **averaging)
     else:
         model = transformer(vocab_size, context, s["layers"], s["heads"], s["width"])
         optimizer = keras.optimizers.AdamW(rate, beta_2=s["beta_2"], weight_decay=s["weight_decay"],
@@ -395,7 +395,8 @@ def compiled(kind: str, s: dict, vocab_size: int, train_ids: np.ndarray, lstm_la
 @contextlib.contextmanager
 def averaged_weights(model: keras.Model):
     """Within the block, the model holds its optimizer's moving average of its weights, if the
-    optimizer keeps one (`ema_momentum`); its own weights again after."""
+    optimizer keeps one (`ema_momentum`); its own weights again after (to within float32
+    rounding: Keras swaps the two by adding and subtracting)."""
     if not model.optimizer.use_ema:
         yield
         return
