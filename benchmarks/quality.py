@@ -166,16 +166,16 @@ LSTM = {"layers": 2, "units": 256, "embedding_dim": 64, "dropout": 0.0, "batch_s
 # bfloat16), the 2x512 at 7,434 characters per second: 1.485 (Keras' loop that day: about 4,900
 # per second in 30-second trials; 1.557 in the run before). Four 15-minute trials of the committed
 # CpuLSTM on the Xeon, each alone on the machine: these settings with dropout 0.1, 1.4895 (6,374
-# characters per second, 5.7 passes); context 64 at batch 100 (the same characters per step in fewer, wider
-# steps, faster in 8-second turns; scored, by a change made for the trial, on blocks of 100),
-# 1.506 (5,566 per second); a rate of 5e-3, 1.574 (4,714); a 40% cooldown, 1.556 (4,493). Per
+# characters per second, 5.7 passes); context 64 at batch 100 (the same characters per step in
+# fewer, wider steps, faster in 8-second turns; scored, by a change made for the trial, on blocks
+# of 100), 1.506 (5,566 per second); a rate of 5e-3, 1.574 (4,714); a 40% cooldown, 1.556 (4,493). Per
 # character trained, the first three were alike (1.641, 1.642 and 1.642 after 3 million
 # characters, counted at each one's average speed): here the 15-minute figure is decided by how
 # many characters the hour's CPU gives, and the EPYC's 1.4745 came after 7.8 million (8,645 per
 # second), more than this Xeon gave in any 15 minutes. With unigram_bias (LSTM above), in the
 # benchmark's run at a56cb01: 1.761 at 3 minutes (2.273 without, in the run before), 1.481 at 15
-# (6,790 characters per second, 6.1 passes), still 0.011 short; a re-run in a faster hour, 1.481 again
-# after 7.3 passes (8,172 per second): more characters alone no longer lowered it. Adam's beta_2
+# (6,790 characters per second, 6.1 passes), still 0.011 short; a re-run in a faster hour, 1.481
+# again after 7.3 passes (8,172 per second): more characters alone no longer lowered it. Adam's beta_2
 # at 0.99 (nanoGPT's) instead of 0.999, with the bias, a 15-minute trial in that hour: 1.485
 # (8,489 per second, 7.6 passes). Then two 15-minute trials in an hour that gave it 14,300 and
 # 14,000 characters per second (12.9 and 12.5 passes), each probing its weights and two moving

@@ -259,11 +259,14 @@ def test_the_clock_tells_the_schedule_the_share_of_its_seconds_trained():
     assert cooled_at(0.0, 99.0)[0] == 1.0  # no cooldown: left alone
 
 
+# The benchmark's LSTM settings at a size that compiles and steps in moments.
+TINY_LSTM = quality.LSTM | {"units": 8, "embedding_dim": 4, "batch_size": 2, "context": 5}
+
+
 def test_the_compiled_training_step_reads_the_cooled_rate():
     """The share trained is read at every step, not frozen when TensorFlow traces it: at the
     end of a cooldown no weight moves."""
-    s = quality.LSTM | {"units": 8, "embedding_dim": 4, "batch_size": 2, "context": 5, "cooldown": 0.2,
-                        "precision": "float32"}
+    s = TINY_LSTM | {"cooldown": 0.2, "precision": "float32"}
     model, dataset, _, rate = quality.compiled("lstm", s, 7, np.arange(60) % 7)
     batches = iter(dataset)
     before = [w.numpy().copy() for w in model.trainable_weights]
@@ -280,9 +283,9 @@ def test_the_probe_scores_the_moving_average_of_the_weights_then_gives_the_model
     """With ema_momentum, inside averaged_weights the model holds the average of its weights
     after each step (the first step's weights, then m * average + (1 - m) * weights), and its own
     weights again after; without, its own weights throughout."""
-    s = quality.LSTM | {"units": 8, "embedding_dim": 4, "batch_size": 2, "context": 5, "precision": "float32",
-                        "ema_momentum": 0.5}
-    model, dataset, *_ = quality.compiled("lstm", s, 7, np.arange(60) % 7)
+    s = TINY_LSTM | {"precision": "float32", "ema_momentum": 0.5}
+    ids = np.arange(60) % 7
+    model, dataset, *_ = quality.compiled("lstm", s, 7, ids)
     batches, average = iter(dataset), None
     for _ in range(3):
         model.train_on_batch(*next(batches))
@@ -296,7 +299,7 @@ def test_the_probe_scores_the_moving_average_of_the_weights_then_gives_the_model
         for own, w in zip(weights, model.trainable_weights):
             np.testing.assert_allclose(w.numpy(), own, rtol=1e-5, atol=1e-6)
 
-    plain, dataset, *_ = quality.compiled("lstm", s | {"ema_momentum": None}, 7, np.arange(60) % 7)
+    plain, dataset, *_ = quality.compiled("lstm", s | {"ema_momentum": None}, 7, ids)
     plain.train_on_batch(*next(iter(dataset)))
     weights = [w.numpy().copy() for w in plain.trainable_weights]
     with quality.averaged_weights(plain):
@@ -309,7 +312,7 @@ def test_an_lstm_starts_out_predicting_the_training_texts_character_frequencies(
     """With unigram_bias its untrained logits' bias is the log share of each character in the
     training text (counted once more each), and what it first predicts follows it; without, zeros."""
     ids = np.array([0] * 30 + [1] * 9 + [2] * 3 + [4])  # 3 never occurs
-    s = quality.LSTM | {"units": 8, "embedding_dim": 4, "batch_size": 2, "context": 5, "precision": precision}
+    s = TINY_LSTM | {"precision": precision}
     shares = (np.bincount(ids, minlength=5) + 1) / (len(ids) + 5)
     np.testing.assert_allclose(quality.unigram_log_shares(ids, 5), np.log(shares), rtol=1e-6)
     try:
