@@ -18,15 +18,15 @@ import statistics
 import sys
 from pathlib import Path
 
+
+import quality  # (imports lstm before keras: it quiets TensorFlow's start-up log)
+import keras
+
+from cpu_lstm import CpuLSTM
+from lstm_textgen.files import write_json
+from run import machine
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "stages"), str(ROOT / "benchmarks")]
-
-import quality  # noqa: E402  (imports lstm before keras: it quiets TensorFlow's start-up log)
-import keras  # noqa: E402
-
-from cpu_lstm import CpuLSTM  # noqa: E402
-from files import write_json  # noqa: E402
-from run import machine  # noqa: E402
 
 LOOPS = {"keras": keras.layers.LSTM, "cpu_lstm": CpuLSTM}
 

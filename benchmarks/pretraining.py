@@ -26,11 +26,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "stages"), str(ROOT / "benchmarks")]
 
-from files import write_json  # noqa: E402
-from run import benchmark_env, copy_project, machine, measured, set_params, work_folder  # noqa: E402
+from lstm_textgen.files import write_json
+from run import benchmark_env, copy_project, machine, measured, set_params, work_folder
+
+ROOT = Path(__file__).resolve().parents[1]
 
 CORPORA = ROOT.parent / "shared" / "corpora"
 SHELF_BOOKS = [1342, 1228, 1513]        # in CORPORA as pg<id>.txt

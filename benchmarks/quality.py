@@ -17,8 +17,8 @@ character (bits = nats / ln 2). That is how train-lstm measures its val_loss, an
 exactly the same held-out characters: the first N after the tail's first, N the largest multiple
 of every context length that fits.
 nanoGPT's 1.47 is over blocks of 256, its 6-layer model's context: scored on those, an LSTM
-trained on blocks of 100 scored about 0.02 lower (README, "Better text, measured"); the target
-is still judged on its blocks of 100.
+trained on blocks of 100 scored about 0.02 lower (docs/benchmarks.md, "Better text, measured");
+the target is still judged on its blocks of 100.
 
 The clock counts training steps only: it stops while the held-out loss is probed, every
 PROBE_SECONDS of training, on the whole held-out text; the first step, in which TensorFlow
@@ -28,7 +28,7 @@ minute 3 of the LSTM's 15-minute run is its 3-minute figure. Only the large LSTM
 no one and counts at 15 minutes, cools its rate down over the last share of its budget
 (`cooldown`); its 3- and 10-minute figures come before that. Its probes score the moving
 average of its weights (averaged_weights). Each model trains in a process of
-its own, started as run.py starts training.py, so that its peak memory is its own and none
+its own, started as run.py starts timed_training.py, so that its peak memory is its own and none
 inherits another's TensorFlow state.
 
 The three models:
@@ -78,18 +78,18 @@ import sys
 import time
 from pathlib import Path
 
+
+from lstm_textgen import model as lstm  # (before keras: it quiets TensorFlow's start-up log)
+import keras
+import numpy as np
+
+from cpu_lstm import CpuLSTM
+from lstm_textgen.files import write_json
+from run import machine, measured, work_folder
+from lstm_textgen.vocab import build_char_vocab, encode_chars
+from lstm_textgen.windows import split_tail, window_starts
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "stages"), str(ROOT / "benchmarks")]
-
-import lstm  # noqa: E402  (before keras: it quiets TensorFlow's start-up log)
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-
-from cpu_lstm import CpuLSTM  # noqa: E402
-from files import write_json  # noqa: E402
-from run import machine, measured, work_folder  # noqa: E402
-from vocab import build_char_vocab, encode_chars  # noqa: E402
-from window import split_tail, window_starts  # noqa: E402
 
 CORPUS = ROOT.parent / "shared" / "corpora" / "tinyshakespeare.txt"
 VAL_FRACTION = 0.1
@@ -100,94 +100,27 @@ SPEED_SECONDS = 30            # of steps timed per model and precision, to show 
 TARGET_LSTM_15 = 1.47         # nats/char: nanoGPT's 6-layer Transformer on an A100
 NANOGPT_CPU_3 = 1.88          # nats/char: nanoGPT's README for the Transformer below, ~3 minutes on a laptop CPU
 
-# Each model's learning rate (its SCHEDULE): constant for the first `hold` characters of
-# training (past the third minute here, so no decay shapes a 3-minute figure), then halving every
-# `half_life` characters: by 15 million characters (the LSTM's 15 minutes in float32 here) a
-# tenth of it, where nanoGPT's cosine ends (min_lr = lr / 10). With `cooldown` 0 the rate at a
-# step never depends on the budget; a cooldown of 0.2 multiplies it by a factor that falls
-# linearly from 1 to 0 over the last 20% of the budget, timed on the training clock.
+# Each model's learning rate (its SCHEDULE): constant for the first `hold` characters (past the
+# third minute, so no decay shapes a 3-minute figure), then halving every `half_life`: a tenth of
+# it by 15 million characters, where nanoGPT's cosine ends (min_lr = lr / 10). With `cooldown` 0
+# the rate never depends on the budget; 0.2 scales it down linearly to 0 over the last 20% of the
+# budget, timed on the training clock.
 SCHEDULE = {"hold": 5_000_000, "half_life": 3_000_000, "cooldown": 0.0}
 
-# The LSTM's settings here, tuned for 15 minutes on 2 CPU cores. Short trials on this machine
-# (counted in characters trained, not seconds: the cores were shared), held-out loss after 3
-# million characters, about 3 minutes alone (the Transformer: 1.74 after 2.7 million): batch 64,
-# context 100, windows cut every 100 characters, constant 3e-3: 1.78; context 64, windows
-# anywhere: 1.79 (1.78 scored on blocks of 100); batch 128 at 6e-3: 2.23 after 1.5 million
-# against 2.07; context 128, halving every 5 million from the start: 1.89, then 1.61 after 9. So:
-# - the project's default model (875,000 weights; the Transformer has 812,000);
-# - no dropout: the 3-minute race needs the fastest start, and 15 minutes are too few passes for
-#   dropout to pay (0.1, in mixed bfloat16: 1.866 after 3 million characters against 1.797
-#   without, 1.601 after 9 million against about 1.54); windows that start anywhere (step 1)
-#   give a fresh cut of the text every pass instead;
-# - batch 64: a CPU pays a fixed cost per time step besides the batch's arithmetic (characters
-#   per CPU second at batch 32: 6,100; 64: 9,100; 128: 11,500), but 128 learned less per second;
-# - context 100 (window.seq_length): 64 and 100 learned alike per character, and 100 is scored
-#   with more context;
-# - params.yaml's learning rate, no warmup; the gradient's norm clipped at 1, as nanoGPT clips.
-# - the logits' bias set, before the first step, to the log of each character's share of the
-#   training text (unigram_bias): the model starts out predicting the text's character frequencies
-#   instead of spending its first steps learning them. In 150-second trials of the 2x256 (mixed
-#   bfloat16): 1.729 after 2.2 million characters, against 1.933 from zeros. Added after a re-run
-#   of the benchmark without it lost the 3-minute race by 0.009 (1.909 against the Transformer's
-#   1.900), in an hour that gave the 2x256 13,031 characters per second (16,073 in the run
-#   before). Twice the rate, 6e-3, helped as much again early (1.683 after 1.67 million, with the
-#   bias) but is not taken: untried past 3 minutes, and 5e-3 was worse for the 2x512 late.
-# - mixed bfloat16 (chosen by speed, as for the Transformer): 1.4 to 1.6 times the characters
-#   per second of float32 here, and within 0.02 of float32's held-out loss after the same
-#   characters (1.797 after 3 million against 1.778, 1.600 after 6 million against 1.596).
+# The LSTM's settings, tuned for 15 minutes on 2 CPU cores (the trials: docs/benchmarks.md,
+# "Trials behind quality.py's settings"): the default model's shape; no dropout, as the 3-minute
+# race needs the fastest start and 15 minutes are too few passes for it to pay; windows starting
+# anywhere (step 1), a fresh cut every pass; batch 64, as a CPU pays a fixed cost per time step;
+# context 100 (window.seq_length); params.yaml's rate, no warmup, the gradient norm clipped at 1
+# as nanoGPT clips; the logits' bias at the log of each character's share of the training text
+# (unigram_bias), so the model starts out predicting the character frequencies.
 LSTM = {"layers": 2, "units": 256, "embedding_dim": 64, "dropout": 0.0, "batch_size": 64, "context": 100, "step": 1,
         "learning_rate": 3e-3, "warmup_steps": 0, "clipnorm": 1.0, "unigram_bias": True, "ema_momentum": None} | SCHEDULE
 
-# The LSTM for the 15-minute target. The 2x256 above is flat from its 10th minute on (1.524, then
-# 1.519 after 23.7 passes over the text, in mixed bfloat16): more steps no longer help it, a
-# larger model does, if dropout keeps it from learning the 1 million characters by heart. 2x512
-# (3.3 million weights), dropout 0.2: a third of the 2x256's characters per second (8,640 against
-# 26,400, 7.8 passes in 15 minutes) and far behind at 3 minutes (1.919), but still falling at 15:
-# 1.483 with the schedule above (the rate then half of its start); decaying earlier (from 3
-# million characters, halving every 2) was ahead at minute 10 (1.521 against 1.529) and behind at
-# 15 (1.491): the rate fell too low while the model still learned fast. Later 15-minute trials,
-# each alone on the machine: a cooldown over the last 20% (the rate to 0 by the end, as nanoGPT's
-# last steps run near its floor): 1.479; with dropout 0.1 instead of 0.2: 1.4745 (8,645 characters
-# per second); dropout 0.1, no halving and a 25% cooldown: 1.475. On a slower Intel Xeon (6,695
-# characters per second), dropout 0 with the 20% cooldown: 1.494; batch 128 at the same rate:
-# 1.539 (7,711 per second, half the updates per character); 2x384, dropout 0.1, the 20% cooldown:
-# 1.506 (7,288 per second, 6.5 passes); the 2x512 at batch 32: 1.564 (2,693 per second, batch 64
-# 3,500 to 4,000 that hour: twice the updates per character, but fewer characters). Computing the
-# input half of every step's gates for the whole window at once, outside the time loop, was no
-# faster on that CPU on its own (0.78 to 1.07 times Keras' loop, 2x512 in mixed bfloat16; CpuLSTM
-# does it too, for other gains); nor were TensorFlow's fused BlockLSTMV2 op (0.31 times, in
-# float32) or unroll=True (0.84 to 1.17 times, mixed bfloat16). Two copies of the 2x512, one per
-# core (MirroredStrategy over two logical CPUs): 1.09 to 1.31 times one copy, not taken. What did
-# pay: oneDNN's own timings showed Keras' loop spending a third of each batch on the weight
-# gradients, added step by step from products over only 64 rows, and re-casting the weights to
-# bfloat16 at every step. CpuLSTM (cpu_lstm.py) computes those gradients in one product after the
-# loop and casts once: 1.56 times Keras' loop for the 2x512 (cpu_lstm_speed.py, turns side by side
-# on the Xeon), 1.06 for the 2x256. Its first 15-minute trial (a first version, gates in
-# bfloat16), the 2x512 at 7,434 characters per second: 1.485 (Keras' loop that day: about 4,900
-# per second in 30-second trials; 1.557 in the run before). Four 15-minute trials of the committed
-# CpuLSTM on the Xeon, each alone on the machine: these settings with dropout 0.1, 1.4895 (6,374
-# characters per second, 5.7 passes); context 64 at batch 100 (the same characters per step in
-# fewer, wider steps, faster in 8-second turns; scored, by a change made for the trial, on blocks
-# of 100), 1.506 (5,566 per second); a rate of 5e-3, 1.574 (4,714); a 40% cooldown, 1.556 (4,493). Per
-# character trained, the first three were alike (1.641, 1.642 and 1.642 after 3 million
-# characters, counted at each one's average speed): here the 15-minute figure is decided by how
-# many characters the hour's CPU gives, and the EPYC's 1.4745 came after 7.8 million (8,645 per
-# second), more than this Xeon gave in any 15 minutes. With unigram_bias (LSTM above), in the
-# benchmark's run at a56cb01: 1.761 at 3 minutes (2.273 without, in the run before), 1.481 at 15
-# (6,790 characters per second, 6.1 passes), still 0.011 short; a re-run in a faster hour, 1.481
-# again after 7.3 passes (8,172 per second): more characters alone no longer lowered it. Adam's beta_2
-# at 0.99 (nanoGPT's) instead of 0.999, with the bias, a 15-minute trial in that hour: 1.485
-# (8,489 per second, 7.6 passes). Then two 15-minute trials in an hour that gave it 14,300 and
-# 14,000 characters per second (12.9 and 12.5 passes), each probing its weights and two moving
-# averages of them (Polyak averaging, momentum 0.99 and 0.997) side by side. With dropout 0.1 its
-# weights stopped improving after 7.3 million characters (1.502) and then got worse, 1.530 at 15
-# minutes: it was learning the training text by heart, which is why more characters had stopped
-# helping. The averages were up to 0.03 lower than the weights (the 0.997 one at best 1.467,
-# after 7.9 million characters) but overfitted too (1.509 at the end). With dropout 0.25 the
-# weights reached 1.468 at 15 minutes, still level, and the 0.997 average 1.462 (at best 1.459,
-# after 10.3 million; the 0.99 one 1.467). Hence dropout 0.25, scored on the 0.997 average (about
-# its last 330 steps). In the benchmark's run in that hour: 1.460 (13,301 per second); alone on
-# one of the two cores (taskset -c 0, 9,865 per second, 8.9 passes): 1.463.
+# The LSTM for the 15-minute target: the 2x256 flattens from its 10th minute, and a larger model
+# keeps improving if dropout keeps it from learning the text by heart. 2x512 with dropout 0.25,
+# its rate cooled to 0 over the last 20% of its budget, scored on the 0.997 moving average of its
+# weights (about its last 330 steps). The trials: docs/benchmarks.md.
 LSTM_LARGE = LSTM | {"units": 512, "dropout": 0.25, "cooldown": 0.2, "ema_momentum": 0.997}
 
 # nanoGPT's CPU settings (README: block_size 64, batch_size 12, n_layer 4, n_head 4, n_embd 128,
@@ -327,7 +260,7 @@ class Schedule(keras.optimizers.schedules.LearningRateSchedule):
 
 class Clock(keras.callbacks.Callback):
     """Stops training after `seconds` of it, and probes the held-out loss every `every` seconds
-    of it, the clock stopped meanwhile (as training.py's Budget). The first step is not timed:
+    of it, the clock stopped meanwhile (as timed_training.py's Budget). The first step is not timed:
     TensorFlow traces and compiles the model in it, which is start-up, not training. It tells
     the learning-rate `schedule`, if given, the share of the seconds trained."""
 

@@ -4,13 +4,14 @@ on this machine, so that the ratios mean something where absolute times are nois
     python benchmarks/run.py                  # about 30 minutes; --minutes sets the training budget
     python benchmarks/run.py --only sampling  # a minute: the sampling figures, beside the last run's
 
-1. pipeline: a copy of the project (dvc.yaml, params.yaml, stages/) in a temporary git repo;
+1. pipeline: a copy of the project (dvc.yaml, params.yaml, stages/, lstm_textgen/) in a temporary git repo;
    `dvc repro` from nothing, with the training epochs cut to --pipeline-epochs so the run stays
    short; `dvc repro` with nothing to do; `dvc repro` after a `window.seq_length` change. Then
    train-lstm alone, for its peak memory on the default corpus.
 2. training: the tutorial's method and this project's train-lstm, --minutes of training each, on
-   that copy's Alice data (benchmarks/training.py, one process each).
-3. sampling: the tutorial's generation loop against this project's sampler, and generate.py's
+   that copy's Alice data (benchmarks/timed_training.py, one process each).
+3. sampling: the tutorial's generation loop against this project's sampler (its C step and its
+   NumPy one), and `lstm-textgen generate`'s
    time to its first character (benchmarks/sample_speed.py).
 
 Writes metrics/benchmarks.json (keeping the figures of benchmarks/scale.py, quality.py and
@@ -34,10 +35,9 @@ from typing import NamedTuple
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "stages"))
+from lstm_textgen.files import write_json
 
-from files import write_json  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 # The figures other scripts write into the same file (scale.py, quality.py, pretraining.py): kept.
 OTHER_BENCHMARKS = ("scale", "quality", "pretraining")
@@ -51,6 +51,7 @@ PROJECT_FILES = ["dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", ".dvc/co
 # launcher's few MiB aside) and the CPU seconds it used.
 LAUNCHER = """
 import os, sys, time
+
 started = time.monotonic()
 pid = os.fork()
 if pid == 0:
@@ -132,7 +133,8 @@ def copy_project(project: Path, env: dict, **params) -> Path:
     for name in PROJECT_FILES:
         (project / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, project / name)
-    shutil.copytree(ROOT / "stages", project / "stages", ignore=shutil.ignore_patterns("__pycache__"))
+    for folder in ("stages", "lstm_textgen"):
+        shutil.copytree(ROOT / folder, project / folder, ignore=shutil.ignore_patterns("__pycache__"))
     set_params(project, **params)
     for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-q", "-m", "benchmark"]):
         subprocess.run(cmd, cwd=project, env=env, check=True, capture_output=True)
@@ -172,7 +174,7 @@ def training(work: Path, env: dict, minutes: float) -> dict:
     for method in ("tutorial", "ours"):
         out = work / f"training-{method}.json"
         print(f"training benchmark: {method}, {minutes:g} minutes of training…", file=sys.stderr)
-        peak = measured([sys.executable, str(ROOT / "benchmarks/training.py"), method, "--project",
+        peak = measured([sys.executable, str(ROOT / "benchmarks/timed_training.py"), method, "--project",
                          str(work / "project"), "--minutes", str(minutes), "--out", str(out)],
                         ROOT, env, work / f"training-{method}.log").peak_mib
         runs[method] = {**json.loads(out.read_text()), "peak_rss_mib": round(peak)}
@@ -215,11 +217,13 @@ def report(results: dict) -> str:
     before = {(row["model"], row["loop"]): row for row in results.get("sampling_before", {}).get("rows", [])}
     for row in s["rows"]:
         extra = f" ({row['speedup_same_model']}x the tutorial's loop)" if "speedup_same_model" in row else ""
+        if "c_step_speedup" in row:
+            extra += f"; the C step is {row['c_step_speedup']}x this"
         if (old := before.get((row["model"], row["loop"]))) and row["loop"] == "ours":
             extra += f"; the previous sampler: {old['chars_per_second']:,} chars/s"
         lines.append(f"sampling, batch 1: {row['model']}, {row['loop']} loop: {row['chars_per_second']:,} chars/s{extra}")
     if first := s.get("generate_seconds_to_first_char"):
-        lines.append(f"generate.py, start to first generated character: {first['median']} s median, "
+        lines.append(f"lstm-textgen generate, start to first generated character: {first['median']} s median, "
                      f"{first['max']} s at most, over {first['runs']} starts")
     lines += [f"pipeline: full run {p['full_seconds']} s (training epochs {p['epochs']}); nothing to do "
               f"{p['noop_seconds']} s ({p['noop_vs_full']} of full); seq_length {p['seq_length_change']}: "

@@ -1,10 +1,11 @@
 """Sampling speed at batch 1 on this machine: the tutorial's generation loop (`model.predict` on the
 whole 100-character window per character, argmax) against this project's sampler (one carried-state
-step per character, stages/sampling.py's `generate`), on models of the same size; and the time
-from starting `python stages/generate.py PROMPT` on a terminal to its first generated character,
-with the default-size model: warm (the sampler's C, compiled on a first run, is in stages/__pycache__
-by then) and once cold, from a copy of stages/ without it. Speed does not depend on what a model
-has learnt, so the models are freshly initialised.
+step per character, lstm_textgen/sampling.py's `generate`), with its C step and with the NumPy
+step that runs where there is no C compiler, on models of the same size; and the time from starting
+`lstm-textgen generate PROMPT` on a terminal to its first generated character, with the
+default-size model: warm (the sampler's C, compiled on a first run, is in lstm_textgen/__pycache__
+by then) and once cold, with a compiler of a name not seen before (so the C is compiled again).
+Speed does not depend on what a model has learnt, so the models are freshly initialised.
 
     python benchmarks/sample_speed.py --out FILE.json
 """
@@ -22,17 +23,18 @@ import tempfile
 import time
 from pathlib import Path
 
+
+import keras
+import numpy as np
+import yaml
+
+from lstm_textgen import model as lstm
+from lstm_textgen import sampling
+from lstm_textgen.sampling import Stepper, generate
+import tutorial
+from lstm_textgen.files import write_json
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "stages"), str(ROOT / "benchmarks")]
-
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import yaml  # noqa: E402
-
-import lstm  # noqa: E402
-from sampling import Stepper, generate  # noqa: E402
-import tutorial  # noqa: E402
-from files import write_json  # noqa: E402
 
 VOCAB_SIZE = 49  # Alice, lowercased
 
@@ -44,20 +46,21 @@ def chars_per_second(run, n: int) -> float:
     return n / (time.monotonic() - started)
 
 
-def seconds_to_first_char(project: Path, stages: Path = ROOT / "stages", prompt: str = "alice") -> float:
-    """Start generate.py on a pseudo-terminal (so it streams, as for a person) and time the wait
-    until the first character after the prompt arrives."""
+def seconds_to_first_char(project: Path, env: dict | None = None, prompt: str = "alice") -> float:
+    """Start `lstm-textgen generate` on a pseudo-terminal (so it streams, as for a person) and time
+    the wait until the first character after the prompt arrives (the dimmed prompt's escape codes
+    included, which is 8 bytes sooner)."""
     leader, follower = pty.openpty()
     started = time.monotonic()
-    proc = subprocess.Popen([sys.executable, str(stages / "generate.py"), prompt, "--length", "50"],
-                            cwd=project, stdin=subprocess.DEVNULL, stdout=follower, stderr=subprocess.PIPE)
+    proc = subprocess.Popen([sys.executable, "-m", "lstm_textgen", "generate", prompt, "--length", "50"],
+                            cwd=project, env=env, stdin=subprocess.DEVNULL, stdout=follower, stderr=subprocess.PIPE)
     os.close(follower)
     seen = b""
     while len(seen) <= len(prompt):
         ready, _, _ = select.select([leader], [], [], 30)
         if not ready:
             proc.kill()
-            sys.exit(f"generate.py printed nothing in 30 s: {proc.stderr.read().decode()}")
+            sys.exit(f"lstm-textgen generate printed nothing in 30 s: {proc.stderr.read().decode()}")
         seen += os.read(leader, 1024)
     first = time.monotonic() - started
     proc.wait()
@@ -86,12 +89,16 @@ def main() -> None:
     for size, model in models.items():
         stepper = Stepper(lstm.sampler_weights(model))
         tutorial_speed = chars_per_second(lambda n: tutorial.generate(model, seed, n, None), args.tutorial_chars)
-        our_speed = statistics.median(  # of three: a run takes a fraction of a second, so a noisy one counts less
-            chars_per_second(lambda n: generate(stepper, [np.array(seed)], n, 0.8, None, rng), args.our_chars)
-            for _ in range(3))
-        rows += [{"model": f"ours {size}", "loop": "tutorial", "chars_per_second": tutorial_speed},
-                 {"model": f"ours {size}", "loop": "ours", "chars_per_second": our_speed,
-                  "speedup_same_model": our_speed / tutorial_speed}]
+        rows.append({"model": f"ours {size}", "loop": "tutorial", "chars_per_second": tutorial_speed})
+        for loop, use_c in (("ours", True), ("ours, NumPy step", False)):
+            sampling.USE_C = use_c
+            speed = statistics.median(  # of three: a run takes a fraction of a second, so a noisy one counts less
+                chars_per_second(lambda n: generate(stepper, [np.array(seed)], n, 0.8, None, rng), args.our_chars)
+                for _ in range(3))
+            rows.append({"model": f"ours {size}", "loop": loop, "chars_per_second": speed,
+                         "speedup_same_model": speed / tutorial_speed})
+        sampling.USE_C = True
+        rows[-1]["c_step_speedup"] = rows[-2]["chars_per_second"] / rows[-1]["chars_per_second"]
     for row in rows:
         row.update({k: round(v, 1) for k, v in row.items() if isinstance(v, float)})
 
@@ -105,8 +112,13 @@ def main() -> None:
         tokens = sorted(set("abcdefghijklmnopqrstuvwxyz \n.,;:!?'\"-()[]*_0123456789"))[:VOCAB_SIZE]
         (project / "data/vocab/chars.json").write_text(json.dumps({"unit": "char", "tokens": tokens, "unknown": None}))
         starts = [seconds_to_first_char(project) for _ in range(5)]
-        shutil.copytree(ROOT / "stages", project / "stages", ignore=shutil.ignore_patterns("__pycache__"))
-        cold = seconds_to_first_char(project, project / "stages")
+        compiler = project / "cc"  # the C compiler under a new name: the sampler compiles its C again
+        compiler.symlink_to(shutil.which(os.environ.get("CC") or "cc"))
+        cache = ROOT / "lstm_textgen/__pycache__"
+        before = set(cache.glob("sampling-*.so"))
+        cold = seconds_to_first_char(project, {**os.environ, "CC": str(compiler)})
+        for built in set(cache.glob("sampling-*.so")) - before:
+            built.unlink()
     write_json(args.out, {"batch_size": 1, "rows": rows,
                           "generate_seconds_to_first_char": {"median": round(statistics.median(starts), 3),
                                                              "max": round(max(starts), 3), "runs": len(starts),

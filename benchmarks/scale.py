@@ -31,12 +31,12 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "stages"), str(ROOT / "benchmarks")]
 
-from download import POOL_SIZE  # noqa: E402
-from files import write_json  # noqa: E402
-from run import machine, measured, set_params, work_folder  # noqa: E402
+from lstm_textgen.download import POOL_SIZE
+from lstm_textgen.files import write_json
+from run import machine, measured, set_params, work_folder
+
+ROOT = Path(__file__).resolve().parents[1]
 
 CORPORA = Path(os.environ.get("LSTM_TEXTGEN_CORPORA", ROOT.parent / "shared" / "corpora"))
 BOOKS = ["pg11.txt", "pg1342.txt", "pg1513.txt", "pg1228.txt", "pg11-legacy.txt"]  # Alice first: 1x is Alice

@@ -1,130 +1,34 @@
-"""download-gutenberg: fetch each book's plain-text file, and each plain text of your own, byte
-for byte as served.
+"""download-gutenberg: fetch each book's plain-text file, and each text of your own, byte for byte.
 
-Writes data/raw/pg<id>.txt per book, data/raw/text-<hash>-<name> per text (`texts`: a local path
-or an http(s) URL, optionally pinned by its sha256) and data/raw/manifest.json (in the params'
-order, books first: a book's id and url, a text's source and file; and each one's bytes and
-sha256). A text listed twice is read once; twice with different pins is an error.
+    python stages/download_gutenberg.py      # run by `dvc repro download-gutenberg`
 
-Books and texts are downloaded several at once (download.POOL_SIZE), under one progress bar.
-Each is written, whole, to data/checkpoints/download-gutenberg/ first; data/raw/ is replaced
-only when every one has arrived. When some fail, the error names each of them with every URL
-tried, and the books that arrived stay in that folder: the next run downloads only the rest
-(delete the folder to fetch them afresh), and data/raw/ keeps the previous run's files
-meanwhile. Texts are always fetched afresh (a local one may have been edited since).
+Params: the `download-gutenberg` section of params.yaml (book_ids, texts, mirrors).
+Writes:  data/raw/pg<id>.txt per book, data/raw/text-<hash>-<name> per text, and
+         data/raw/manifest.json (each one's source, bytes and sha256, in the params' order).
 
-An empty file or an HTML page (a login or error page) is refused from any source, and the next
-source tried. A text whose bytes differ from its pinned sha256 is refused too, naming both.
-
-GUTENBERG_MIRROR (an http(s) URL template with {id}, or a local directory holding pg<id>.txt)
-is tried before the params' mirrors, for books (a text is read from where `texts` says, only);
-a mirror directory that does not exist is an error at once.
-It changes only where the bytes come from: the manifest records each book's canonical URL (the
-first mirror in params.yaml), so the data's identity in dvc.lock is the same whichever mirror
-served it; the sha256 shows the bytes are too.
+Books and texts download several at once into data/checkpoints/download-gutenberg/; data/raw/
+is replaced only once every one has arrived, so after a failure the next run fetches only what
+failed. GUTENBERG_MIRROR (a URL template with {id}, or a directory) is tried first for books; the
+manifest still records each book's canonical URL, so a mirror does not change dvc.lock.
 """
 
-import contextlib
-import hashlib
 import os
-import re
 import shutil
 import sys
 from pathlib import Path
-from typing import NamedTuple
 
-from download import Download, fetch_many, is_url, mirror_hint, with_mirror
-from errors import UserError, run
-from files import atomic_dir, sha256_file, write_json
-from params import list_of, non_empty_string, positive_int, read_params
+from lstm_textgen.download import (Download, check_templates, failure_message, fetch_many, mirror_hint, pin_problem,
+                                   remove_if_empty, text_download, text_source, texts_of, with_mirror)
+from lstm_textgen.errors import UserError, run_stage
+from lstm_textgen.files import atomic_dir, sha256_file, write_json
+from lstm_textgen.params import list_of, non_empty_string, positive_int, read_params
 
 OUT_DIR = Path("data/raw")
 ARRIVED = Path("data/checkpoints/download-gutenberg")  # books of a run that has not finished yet
-SHA256 = re.compile(r"[0-9a-fA-F]{64}")
-
-
-def text_source(v):
-    """A `texts` item: a path or an http(s) URL, or {source: ..., sha256: ...} to pin its bytes."""
-    if isinstance(v, str) and v:
-        return None
-    if isinstance(v, dict) and set(v) <= {"source", "sha256"} and isinstance(v.get("source"), str) and v["source"]:
-        sha = v.get("sha256")
-        return None if sha is None or (isinstance(sha, str) and SHA256.fullmatch(sha)) else \
-            "has a sha256 that is not 64 hex digits"
-    return "must be a path or an http(s) URL, or {source: <path or URL>, sha256: <64 hex digits or null>}"
 
 
 PARAMS = {"book_ids": list_of(positive_int, non_empty=False), "texts": list_of(text_source, non_empty=False),
           "mirrors": list_of(non_empty_string)}
-
-
-class Text(NamedTuple):
-    source: str          # as params.yaml gives it: a path from the project root, or an http(s) URL
-    sha256: str | None   # the bytes it must have, or None
-
-    @property
-    def name(self) -> str:
-        """Its file name in data/raw: readable, and distinct for distinct sources."""
-        base = re.sub(r"[^A-Za-z0-9._-]+", "_", self.source.rstrip("/").rsplit("/", 1)[-1])[-60:] or "text"
-        return f"text-{hashlib.sha256(self.source.encode()).hexdigest()[:8]}-{base}"
-
-
-def texts_of(items: list) -> list[Text]:
-    """The texts the params list, each once (a local path in its normal form), with its pin."""
-    texts = {}
-    for item in items:
-        source, sha = (item, None) if isinstance(item, str) else (item["source"], (item.get("sha256") or "").lower())
-        source = source if is_url(source) else os.path.normpath(source)
-        pinned = texts.get(source, Text(source, None)).sha256
-        if pinned and sha and pinned != sha:
-            raise UserError(f"params.yaml: download-gutenberg.texts lists {source} twice with different sha256 "
-                            f"({pinned}, {sha}): keep the one its bytes have")
-        texts[source] = Text(source, pinned or sha or None)
-    return list(texts.values())
-
-
-def check_templates(templates: list[str]) -> None:
-    bad = [t for t in templates if "{id}" not in t]
-    if bad:
-        raise UserError("params.yaml: download-gutenberg.mirrors entries need an {id} placeholder: "
-                        + ", ".join(bad))
-
-
-def remove_if_empty(folder: Path) -> None:
-    """Remove `folder`, and data/checkpoints above it, if nothing is left in them."""
-    for path in (folder, folder.parent):
-        with contextlib.suppress(OSError):
-            path.rmdir()
-
-
-def failure_message(failed: dict, downloads: list[Download], hint: str) -> str:
-    """One message for the books that failed (fetch's errors, in book order), what became of the
-    others, and what to check."""
-    errors = [failed[d.dest] for d in downloads if d.dest in failed]
-    noun = "books" if all(d.dest.name.startswith("pg") for d in downloads) else "files"
-    lines = [f"could not download {len(failed)} of {len(downloads)} {noun}:"] if len(downloads) > 1 else []
-    arrived = len(downloads) - len(failed)
-    if arrived:
-        errors.append(f"The other {arrived} arrived and are kept in {ARRIVED}: the next run downloads only the "
-                      f"{len(failed)} that failed. {OUT_DIR} is left as it was.")
-    return "\n".join(lines + errors + [hint])
-
-
-def text_download(text: Text) -> tuple[Download, str]:
-    """How to fetch a text, and the hint its failure ends with."""
-    hint = ("Check the network and the URL in download-gutenberg.texts (or give a local path)" if is_url(text.source)
-            else "params.yaml: download-gutenberg.texts: a path is read from the project root (where dvc.yaml "
-                 "is); give an existing file or an http(s) URL")
-    return Download(f"text {text.source}", [text.source], ARRIVED / text.name), hint
-
-
-def pin_problem(text: Text, path: Path) -> str | None:
-    """The error for a text whose bytes are not the pinned ones, or None."""
-    digest = sha256_file(path)
-    if text.sha256 is None or digest == text.sha256:
-        return None
-    return (f"{text.source} has sha256 {digest}, not the {text.sha256} that download-gutenberg.texts pins: the "
-            "file changed. Check it, then set its sha256 to the new value (or null)")
 
 
 def main() -> None:
@@ -142,7 +46,7 @@ def main() -> None:
         downloads.append(Download(f"Gutenberg book {book_id}", urls, ARRIVED / name))
         hints[ARRIVED / name] = mirror_hint(name, id=book_id)
     for text in texts:
-        download, hints[ARRIVED / text.name] = text_download(text)
+        download, hints[ARRIVED / text.name] = text_download(text, ARRIVED)
         downloads.append(download)
     kept = [d for d in downloads[:len(book_ids)] if d.dest.is_file()]  # books only: texts are fetched afresh
     used, failed = fetch_many([d for d in downloads if d not in kept], "texts" if texts else "Gutenberg books")
@@ -156,7 +60,7 @@ def main() -> None:
     if failed:
         remove_if_empty(ARRIVED)
         first = next(d.dest for d in downloads if d.dest in failed)
-        raise UserError(failure_message(failed, downloads, hints[first]))
+        raise UserError(failure_message(failed, downloads, hints[first], ARRIVED, OUT_DIR))
 
     manifest = [{"id": book_id, "url": params["mirrors"][0].format(id=book_id),
                  "bytes": (ARRIVED / f"pg{book_id}.txt").stat().st_size,
@@ -173,4 +77,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    run(main)
+    run_stage(main)

@@ -1,24 +1,27 @@
-"""sample: generate text from a branch's trained model, carrying the LSTM state token by token.
+"""sample: text from a branch's trained model, carrying the LSTM state token by token.
 
-    python stages/sample.py <branch>      # char (stage sample) or headlines (sample-headlines)
+    python stages/sample.py char         # run by `dvc repro sample`
+    python stages/sample.py headlines    # run by `dvc repro sample-headlines`
 
-Writes, beside params.yaml in git: metrics/sample/<branch>/samples.txt, provenance.json (the
-params, model and vocabulary hashes that produced it: deterministic fields only) and
-metrics.json (speed, and how word-like and varied the text is).
+Params: the section named after the stage: `sample` or `sample-headlines`.
+Reads:  data/models/<branch>.npz, the branch's vocabulary and data.
+Writes: metrics/sample/<branch>/samples.txt, provenance.json (the params, model and vocabulary
+        hashes that produced it) and metrics.json (speed; how word-like and varied the text is).
 """
 
-import re
 import sys
 import time
 
 import numpy as np
 
-from branches import branch_spec, load_split
-from errors import run
-from files import sha256_file, write_json, write_text
-from params import integer, list_of, non_empty_string, optional, positive_int, positive_number, probability, read_params
-from sampling import Stepper, banned_ids, check_model_matches, encode_prompt, generate, load_weights, validation_seeds
-from vocab import decode_chars, read_vocab
+from lstm_textgen.branches import branch_spec, load_split
+from lstm_textgen.errors import run_stage
+from lstm_textgen.files import sha256_file, write_json, write_text
+from lstm_textgen.params import (integer, list_of, non_empty_string, optional, positive_int, positive_number,
+                                 probability, read_params)
+from lstm_textgen.samples import next_step, preview, sample_chars, sample_headlines
+from lstm_textgen.sampling import Stepper, check_model_matches, load_weights
+from lstm_textgen.vocab import read_vocab
 
 COMMON_PARAMS = {"temperature": positive_number, "top_k": optional(positive_int), "top_p": optional(probability),
                  "seed": integer}
@@ -31,86 +34,8 @@ PARAMS = {
 
 # --- measures of the generated text ---------------------------------------------------------
 
-def words(text: str) -> list[str]:
-    return re.findall(r"[^\W\d_]+(?:'[^\W\d_]+)*", text.lower())
-
-
-def ngrams(tokens: list, n: int) -> list[tuple]:
-    return [tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
-
-
-def distinct_n(tokens: list, n: int) -> float:
-    """Share of n-grams that are distinct (1.0: nothing repeats)."""
-    grams = ngrams(tokens, n)
-    return len(set(grams)) / len(grams) if grams else 0.0
-
-
-def repetition_rate(tokens: list, n: int = 4) -> float:
-    """Share of n-grams that already occurred earlier in the same text: loops score high."""
-    grams = ngrams(tokens, n)
-    return 1 - len(set(grams)) / len(grams) if grams else 0.0
-
-
-def char_metrics(samples: list[str], training_words: set) -> dict:
-    per_sample = [words(s) for s in samples]
-    all_words = [w for ws in per_sample for w in ws]
-    return {"known_word_share": sum(w in training_words for w in all_words) / len(all_words) if all_words else 0.0,
-            "distinct_2": float(np.mean([distinct_n(ws, 2) for ws in per_sample])),
-            "distinct_3": float(np.mean([distinct_n(ws, 3) for ws in per_sample])),
-            "repetition_rate": float(np.mean([repetition_rate(ws) for ws in per_sample]))}
-
-
-def headline_metrics(headlines: list[list[str]], generated: list[list[str]], training: set, unknown: str) -> dict:
-    all_generated = [w for g in generated for w in g]
-    return {"copied_share": sum(" ".join(h) in training for h in headlines) / len(headlines),
-            "distinct_1": distinct_n(all_generated, 1), "distinct_2": distinct_n(all_generated, 2),
-            "unknown_share": all_generated.count(unknown) / len(all_generated) if all_generated else 0.0}
-
 
 # --- the two branches -----------------------------------------------------------------------
-
-def sample_chars(params, stepper, vocab, train, val, rng) -> tuple[str, dict, list, int]:
-    """`num_samples` texts of `length` characters, each after a seed: `seed_text`, or a window
-    of the validation text chosen by the RNG."""
-    if params["seed_text"] is not None:
-        ids = encode_prompt(params["seed_text"], vocab, "params.yaml: sample.seed_text")
-        seeds = [{"source": "params.yaml", "ids": ids}] * params["num_samples"]
-    else:
-        seeds = [{"source": "validation text", "offset": offset, "ids": ids}
-                 for offset, ids in validation_seeds(val["tokens"], params["seed_length"], params["num_samples"], rng)]
-    rows = generate(stepper, [s["ids"] for s in seeds], params["length"], params["temperature"], params["top_k"], rng,
-                    top_p=params["top_p"], banned=banned_ids(vocab))
-    texts = [decode_chars(row, vocab) for row in rows]
-    out = []
-    for i, (seed, generated) in enumerate(zip(seeds, texts), 1):
-        where = f", offset {seed['offset']}" if "offset" in seed else ""
-        out.append(f"=== sample {i} of {len(texts)} ===\nseed ({seed['source']}{where}):\n"
-                   f"{decode_chars(seed['ids'], vocab)}\ngenerated:\n{generated}\n")
-    training_words = set(words(decode_chars(train["tokens"], vocab)))
-    seeds = [{k: v for k, v in s.items() if k != "ids"} for s in seeds]
-    return "\n".join(out), char_metrics(texts, training_words), seeds, sum(map(len, rows))
-
-
-def sample_headlines(params, stepper, vocab, train, val, rng) -> tuple[str, dict, list, int]:
-    """One headline per seed phrase: the seed, then up to `max_words` words or the end token;
-    title-cased as in the tutorial."""
-    tokens, unknown = vocab["tokens"], vocab["unknown"]
-    lines, headlines, generated, seeds = [], [], [], []
-    for phrase in params["seeds"]:
-        ids = encode_prompt(phrase, vocab, "params.yaml: sample-headlines.seeds")
-        seed_words = [tokens[i] for i in ids]
-        row = generate(stepper, [ids], params["max_words"], params["temperature"], params["top_k"], rng,
-                       end_id=tokens.index(vocab["end"]), top_p=params["top_p"], banned=banned_ids(vocab))[0]
-        new_words = [tokens[i] for i in row]
-        headline = seed_words + new_words
-        headlines.append(headline)
-        generated.append(new_words)
-        seeds.append({"phrase": phrase, "words": seed_words})
-        lines.append(" ".join(w if w == unknown else w.title() for w in headline))
-    pad = tokens.index(vocab["pad"])
-    training = {" ".join(tokens[i] for i in row if i != pad and tokens[i] != vocab["end"]) for row in train["rows"]}
-    metrics = headline_metrics(headlines, generated, training, unknown)
-    return "\n".join(lines) + "\n", metrics, seeds, sum(map(len, generated)) + len(generated)  # + the end tokens
 
 
 def main(branch: str = "char") -> None:
@@ -135,14 +60,8 @@ def main(branch: str = "char") -> None:
         "vocab": {"path": str(spec["vocab"]), "sha256": sha256_file(spec["vocab"])},
         "seeds": seeds, "samples_sha256": sha256_file(out / "samples.txt")})
     write_json(out / "metrics.json", {"tokens_per_second": round(n_tokens / seconds, 1), **metrics})
-    print(f"wrote {out / 'samples.txt'}; it begins:\n" + preview(text), file=sys.stderr)
-
-
-def preview(text: str, lines: int = 6) -> str:
-    """The first lines of the samples, for the console."""
-    head = text.splitlines()[:lines]
-    return "\n".join(f"  {line}" for line in head) + ("\n  ..." if len(text.splitlines()) > lines else "")
+    print(f"wrote {out / 'samples.txt'}; the model wrote:\n{preview(text)}\n{next_step(branch, text)}", file=sys.stderr)
 
 
 if __name__ == "__main__":
-    run(lambda: main(*sys.argv[1:2]))
+    run_stage(lambda: main(*sys.argv[1:2]))

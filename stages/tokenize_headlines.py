@@ -1,144 +1,32 @@
-"""tokenize-headlines: a CSV of headlines → word ids for the headlines branch.
+"""tokenize-headlines: a CSV of headlines → word ids, for the headlines branch.
 
-Reads the CSV named by params (a local path or an http(s) URL; one column of headlines);
-writes data/headlines/ (source.csv as read, vocab.json, train.npz, val.npz) and
-metrics/headlines.json.
+    python stages/tokenize_headlines.py      # run by `dvc repro tokenize-headlines`
 
-Each headline becomes one row: its word ids, the end token, then padding on the right up to
-max_length + 1. Inputs are row[:-1] and targets row[1:], so position t predicts word t+1 from
-words 1..t: the row holds every prefix n-gram of the headline (the tutorial's training pairs),
-computed in one pass instead of one padded copy per prefix. Padding on the right keeps padding
-out of every real position's state and keeps the LSTM cuDNN-eligible; padded targets weigh 0.
+Params: the `tokenize-headlines` section of params.yaml (source, sha256, column, cleaning switches,
+        vocab_size, max_length, val_fraction, seed).
+Reads:  the CSV that `source` names: a path, or an http(s) URL (GUTENBERG_MIRROR is tried first).
+Writes: data/headlines/ (source.csv as read, vocab.json, train.npz, val.npz) and metrics/headlines.json.
 """
 
 import hashlib
-import random
-import re
-import shutil
 import sys
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
-from download import fetch, is_url, mirror_hint, refusal, with_mirror
-from errors import UserError, run
-from files import atomic_dir, write_json
-from params import boolean, fraction, integer, list_of, non_empty_string, optional, positive_int, read_params
-from text import clean_headline
-from vocab import encode_words, id_dtype
+from lstm_textgen.cleaning import clean_headline
+from lstm_textgen.errors import UserError, run_stage
+from lstm_textgen.files import atomic_dir, write_json
+from lstm_textgen.headlines import build_word_vocab, coverage, get_source, headline_rows, read_headlines, split_headlines
+from lstm_textgen.params import boolean, fraction, integer, list_of, non_empty_string, optional, positive_int, read_params
 
 OUT_DIR = Path("data/headlines")
 METRICS = Path("metrics/headlines.json")
-PAD, UNKNOWN, END = "<pad>", "<unk>", "<end>"
 CLEANING = ("repair_encoding", "ascii_fold", "lowercase", "strip_punctuation")
 PARAMS = {"source": non_empty_string, "sha256": optional(non_empty_string), "column": non_empty_string,
           "drop_values": list_of(non_empty_string, non_empty=False),
           "repair_encoding": boolean, "ascii_fold": boolean, "lowercase": boolean, "strip_punctuation": boolean,
           "vocab_size": positive_int, "max_length": positive_int, "val_fraction": fraction, "seed": integer}
-
-
-def build_word_vocab(headlines: list[list[str]], vocab_size: int, cleaning: dict) -> dict:
-    """Special tokens, then the most frequent words (ties alphabetical) up to vocab_size in all;
-    with the cleaning that turned raw headlines into these words."""
-    counts = Counter(w for words in headlines for w in words)
-    ranked = sorted(counts, key=lambda w: (-counts[w], w))
-    specials = [PAD, UNKNOWN, END]
-    return {"unit": "word", "tokens": specials + ranked[:max(vocab_size - len(specials), 0)],
-            "pad": PAD, "unknown": UNKNOWN, "end": END, "cleaning": cleaning}
-
-
-def coverage(headlines: list[list[str]], known: set) -> float:
-    """Share of the words that the vocabulary knows."""
-    words = [w for h in headlines for w in h]
-    return round(sum(w in known for w in words) / len(words), 4) if words else 0.0
-
-
-def headline_rows(headlines: list[list[str]], vocab: dict, max_length: int) -> tuple[np.ndarray, int]:
-    """One right-padded row per headline (words, end token, padding); and how many were cut
-    to max_length words (a cut headline gets no end token: it did not end there)."""
-    index = {w: i for i, w in enumerate(vocab["tokens"])}
-    rows = np.full((len(headlines), max_length + 1), index[vocab["pad"]], dtype=id_dtype(len(vocab["tokens"])))
-    cut = 0
-    for row, words in zip(rows, headlines):
-        ids = encode_words(words[:max_length], vocab)
-        if len(words) > max_length:
-            cut += 1
-        else:
-            ids.append(index[vocab["end"]])
-        row[:len(ids)] = ids
-    return rows, cut
-
-
-def split_headlines(headlines: list[str], val_fraction: float, seed: int) -> tuple[list[str], list[str]]:
-    """Distinct headlines, shuffled by `seed`, the last val_fraction held out: a headline that
-    occurs twice is on one side only."""
-    distinct = sorted(set(headlines))
-    random.Random(seed).shuffle(distinct)
-    n_val = max(1, round(len(distinct) * val_fraction))
-    return distinct[:-n_val], distinct[-n_val:]
-
-
-SEPARATORS = {";": "semicolons (';')", "\t": "tabs", "|": "vertical bars ('|')"}
-
-
-def not_comma_separated(path: Path, name: str) -> UserError | None:
-    """The error for a CSV whose header row is separated by ';', tab or '|' instead of commas."""
-    with open(path, encoding="utf-8", errors="replace", newline="") as f:
-        header = f.readline().lstrip("\ufeff").rstrip("\r\n")
-    found = [sep for sep in SEPARATORS if sep in header]
-    if "," in header or not found:
-        return None
-    return UserError(f"{name} separates its columns with {SEPARATORS[max(found, key=header.count)]}, not commas "
-                     f"(header row: {header[:80]!r}); re-save it as a comma-separated CSV")
-
-
-def parser_problem(err: Exception) -> str:
-    """pandas' ParserError, in a few words ("line 7 has 3 fields where the header has 1")."""
-    text = str(err).replace("Error tokenizing data. C error: ", "").strip()
-    if m := re.search(r"Expected (\d+) fields? in line (\d+), saw (\d+)", text):
-        expected, line, saw = m.groups()
-        return (f"line {line} has {saw} fields where the header has {expected}; put values that hold commas "
-                'in double quotes ("...")')
-    if m := re.search(r"EOF inside string starting at row (\d+)", text):
-        return f'a double quote opened near row {m.group(1)} is never closed; close it or double it ("")'
-    return (text.splitlines() or ["unknown parser error"])[0][:150]
-
-
-def read_headlines(path: Path, column: str, name: str) -> list[str]:
-    """The column's values, as strings; errors name the file as the user gave it (`name`)."""
-    import pandas as pd
-    try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, skip_blank_lines=False, encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise UserError(f"{name} is not UTF-8 text ({err.reason} at byte {err.start}); "
-                        "re-save the CSV as UTF-8")
-    except pd.errors.EmptyDataError:
-        raise UserError(f"{name} is empty: expected a CSV with a header row and a '{column}' column")
-    except pd.errors.ParserError as err:
-        raise not_comma_separated(path, name) or UserError(
-            f"{name} is not a readable CSV: {parser_problem(err)}") from None
-    if column not in frame.columns:
-        raise not_comma_separated(path, name) or UserError(
-            f"{name} has no '{column}' column (columns: {', '.join(map(str, frame.columns))}); "
-            "set tokenize-headlines.column")
-    return frame[column].tolist()
-
-
-def get_source(source: str, dest: Path) -> None:
-    """Copy or download the CSV to dest, with the same retries and mirror as the books; an
-    empty file or an HTML page is refused, whichever way it came."""
-    if is_url(source):
-        name = source.rsplit("/", 1)[-1] or "headlines.csv"
-        fetch(with_mirror([source], name), dest, "the headlines CSV", hint=mirror_hint(name))
-    elif Path(source).is_file():
-        if reason := refusal(source):
-            raise UserError(f"{source} is {reason}: expected a CSV with a header row; check "
-                            "tokenize-headlines.source")
-        shutil.copyfile(source, dest)
-    else:
-        raise UserError(f"params.yaml: tokenize-headlines.source = {source!r}: no such file; "
-                        "give a CSV path (relative to the project root) or an http(s) URL")
 
 
 def main() -> None:
@@ -187,4 +75,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    run(main)
+    run_stage(main)

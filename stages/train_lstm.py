@@ -1,527 +1,76 @@
-"""train-lstm: fit the LSTM on one branch's training data, keep the best on validation.
+"""train-lstm: fit the LSTM on one branch's training data; keep the best epoch on validation.
 
-    python stages/train_lstm.py <branch>      # char (stage train-lstm) or headlines (train-lstm-headlines)
+    python stages/train_lstm.py char         # run by `dvc repro train-lstm`
+    python stages/train_lstm.py headlines    # run by `dvc repro train-lstm-headlines`
 
-Reads the branch's params section (named after its stage), training data and vocabulary;
-writes data/models/<branch>.keras (and <branch>.npz, its weights as NumPy arrays for the
-sampler, which then needs no TensorFlow) and, through DVCLive, metrics/train/<branch>/metrics.json
-(summary) and plots/ (DVCLive's per-epoch logs, steps counted from 0); from those logs,
-metrics/train/<branch>/loss.tsv, the table `dvc plots show` draws: one row per epoch, counted from
-1 as Keras' "Epoch 1/30" counts, with the train and validation loss. Losses are cross-entropy in
-nats per token (a char, or a word); bits = nats / ln 2; perplexity = e^nats. `distribute:
-mirrored` trains a copy of the model on every GPU with tf.distribute.MirroredStrategy,
-batch_size being the global batch; `distribute: multi_worker` one on every machine that the
-TF_CONFIG environment variable lists, with MultiWorkerMirroredStrategy: every machine runs this
-script, and only the chief (worker 0) writes anything.
+Params: the section named after the stage: `train-lstm` or `train-lstm-headlines` (layers, units,
+        embedding_dim, dropout, batch_size, epochs, learning_rate, seed, patience, distribute,
+        and for char init_from).
+Reads:  the branch's windows (or headline rows) and vocabulary; a base model, with init_from.
+Writes: data/models/<branch>.keras, data/models/<branch>.npz (the same weights as NumPy arrays, for
+        the sampler) and metrics/train/<branch>/ (DVCLive's metrics.json and plots/, and loss.tsv:
+        train and validation loss per epoch).
 
-A run that is killed resumes exactly: it ends with the weights, best_val_loss, best_epoch and
-epochs_run the uninterrupted run would have had. After every epoch, Keras' BackupAndRestore
-saves the weights, the optimizer state and the epoch counter to data/checkpoints/<branch>/,
-beside DVCLive's log of every epoch's losses and, whenever validation improves, the best
-weights so far (best.npz). The next run rebuilds early stopping from that log (best loss, its
-epoch, the epochs since), and draws each epoch's order and dropout masks from (seed, epoch)
-alone, so the epochs after the kill are the ones the uninterrupted run trained. A checkpoint
-of a run that had already finished (patience ran out, or `epochs` reached, even lowered since)
-only saves its best model. A run starts fresh, and says why, when its params (other than
-epochs and patience) or its data differ from the checkpoint's, or the checkpoint lacks
-what an exact resume needs. The folder is removed once training has finished.
-
-`init_from` (char branch): training starts from the weights of a base model in data/base/,
-typically trained on more text by another clone of this project and brought in with `dvc
-import`. Its layers, units, embedding and vocabulary must be the params' and encode-vocab's
-(encode-vocab.base_vocab gives its vocabulary); metrics/train/char/base_model.json records
-its sha256 and where it came from, and the summary its held-out loss before fine-tuning.
+A killed run resumes exactly from data/checkpoints/<branch>/ (lstm_textgen/training.py says how).
+With `distribute: multi_worker`, every machine that TF_CONFIG lists runs this script; only the
+chief (worker 0) writes anything.
 """
 
-import csv
-import hashlib
-import json
 import math
-import os
 import shutil
 import sys
-import time
-import zipfile
-from pathlib import Path
-from typing import NamedTuple
 
-import numpy as np
-
-from branches import branch_spec, load_split
-from errors import UserError, run
-from files import atomic_dir, atomic_path, sha256_file, write_json, write_npz, write_text
-from params import (base_file, dropout_rate, integer, non_negative_int, one_of, positive_int, positive_number,
-                    read_params)
-from vocab import read_vocab
-
-PARAMS = {"layers": positive_int, "units": positive_int, "embedding_dim": positive_int, "dropout": dropout_rate,
-          "batch_size": positive_int, "epochs": positive_int, "learning_rate": positive_number,
-          "seed": integer, "patience": non_negative_int,
-          "distribute": one_of("one_device", "mirrored", "multi_worker")}
-BRANCH_PARAMS = {"char": {"init_from": base_file(".keras", "data/base/model.keras")}, "headlines": {}}
-BASE_RECORD = "base_model.json"  # in metrics/train/<branch>/, when training started from a base model
-
-
-def schema(branch: str) -> dict:
-    """The params a branch's train stage reads."""
-    return PARAMS | BRANCH_PARAMS[branch]
-
-
-def saved_shape(path) -> dict:
-    """The shape of a model train-lstm saved, read from the .keras file's config.json (no
-    TensorFlow): vocabulary size, embedding width, and the units of each LSTM layer."""
-    with zipfile.ZipFile(path) as archive:
-        layers = json.loads(archive.read("config.json"))["config"]["layers"]
-    embedding = next(layer["config"] for layer in layers if layer["class_name"] == "Embedding")
-    return {"vocabulary": embedding["input_dim"], "embedding_dim": embedding["output_dim"],
-            "units": [layer["config"]["units"] for layer in layers if layer["class_name"] == "LSTM"]}
-
-
-def shape_mismatches(base: dict, params: dict, vocab_size: int, stage: str, vocab_path) -> list[str]:
-    """How a base model's shape differs from the one the params and vocabulary make; each line
-    names both sides."""
-    wanted = {"vocabulary": vocab_size, "embedding_dim": params["embedding_dim"],
-              "units": [params["units"]] * params["layers"]}
-    where = {"vocabulary": f"{vocab_path} has {vocab_size} tokens",
-             "embedding_dim": f"{stage}.embedding_dim = {params['embedding_dim']}",
-             "units": f"{stage}.layers = {params['layers']}, units = {params['units']}"}
-    said = {"vocabulary": f"a vocabulary of {base['vocabulary']} tokens",
-            "embedding_dim": f"embedding_dim {base['embedding_dim']}",
-            "units": f"{len(base['units'])} LSTM layers of {', '.join(map(str, base['units'])) or 'no'} units"}
-    return [f"the base model has {said[k]}, but {where[k]}" for k in wanted if base[k] != wanted[k]]
-
-
-def imported_from(path: str) -> dict | None:
-    """Where `dvc import` brought the file at `path` from (its .dvc file), or None."""
-    import yaml
-    try:
-        record = yaml.safe_load(Path(f"{path}.dvc").read_text(encoding="utf-8"))
-        dep = record["deps"][0]
-        return {"repo": dep["repo"]["url"], "rev": dep["repo"].get("rev_lock"), "path": dep["path"]}
-    except (OSError, ValueError, KeyError, IndexError, TypeError):
-        return None
-
-
-def check_base_model(params: dict, vocab: dict, spec: dict) -> dict:
-    """What training starts from, when init_from names a base model: checked before TensorFlow
-    loads, and recorded (its sha256, and the repo and commit it was imported from)."""
-    path, stage = params["init_from"], spec["train_stage"]
-    howto = "(README, 'Fine-tuning a base model')"
-    if not Path(path).is_file():
-        raise UserError(f"params.yaml: {stage}.init_from = {path!r}: no such file. Bring the base model in with "
-                        f"`dvc import <base repo> data/models/char.keras -o {path}` {howto}, or `dvc pull` if this "
-                        "project imports it already")
-    try:
-        shape = saved_shape(path)
-    except (OSError, ValueError, KeyError, StopIteration, zipfile.BadZipFile) as err:
-        raise UserError(f"{path} is not a model train-lstm saved ({type(err).__name__}: {err}); set "
-                        f"{stage}.init_from to the .keras file of a base model")
-    if "base" not in vocab:
-        raise UserError(f"{stage}.init_from is set, but {spec['vocab']} is this corpus' own vocabulary, so its ids "
-                        f"are not the ones the base model learnt: set encode-vocab.base_vocab to the base model's "
-                        f"chars.json {howto}")
-    source, vocab_source = imported_from(path), imported_from(vocab["base"]["path"])
-    if source and vocab_source and (source["repo"], source["rev"]) != (vocab_source["repo"], vocab_source["rev"]):
-        raise UserError(f"the base model {path} and the base vocabulary {vocab['base']['path']} come from different "
-                        f"places ({source['repo']} at {source['rev']}, {vocab_source['repo']} at "
-                        f"{vocab_source['rev']}): import both from the same commit (`dvc update --rev …` both)")
-    problems = shape_mismatches(shape, params, len(vocab["tokens"]), stage, spec["vocab"])
-    if problems:
-        fix = ("Set encode-vocab.base_vocab to the base model's own chars.json" if shape["vocabulary"] !=
-               len(vocab["tokens"]) else f"Set {stage}'s params to the base model's (or choose another base)")
-        raise UserError(f"the base model {path} does not fit this training:\n  " + "\n  ".join(problems)
-                        + f"\n{fix} {howto}")
-    return {"path": path, "sha256": sha256_file(path), "imported_from": source,
-            "vocab": vocab["base"] | {"imported_from": vocab_source}}
-
-
-CHECKPOINTS = Path("data/checkpoints")
-NOT_BINDING = ("epochs", "patience")  # a resumed run may change these
-
-
-class Role(NamedTuple):
-    index: int  # this process's place among the workers; 0 is the chief, which alone writes files
-    count: int  # workers in all
-
-    @property
-    def chief(self) -> bool:
-        return self.index == 0
-
-
-TF_CONFIG_EXAMPLE = ('TF_CONFIG=\'{"cluster": {"worker": ["host-a:12345", "host-b:12345"]}, '
-                     '"task": {"type": "worker", "index": 0}}\' on host-a, the same with "index": 1 on host-b')
-
-
-def worker_role(tf_config: str | None, param: str) -> Role:
-    """This process's place in a multi-worker run, from the TF_CONFIG environment variable that
-    tf.distribute.MultiWorkerMirroredStrategy reads (checked here, before TensorFlow loads, so
-    that a mistake is one clear message rather than a worker waiting for peers that never come)."""
-    def wrong(problem):
-        return UserError(f"{param} is multi_worker, but {problem}. Set TF_CONFIG on every machine "
-                         f"(see README.md, 'Training on several machines'), e.g. {TF_CONFIG_EXAMPLE}; "
-                         f"or set {param}: one_device")
-
-    if not tf_config:
-        raise wrong("the TF_CONFIG environment variable is not set")
-    try:
-        config = json.loads(tf_config)
-    except ValueError as err:
-        raise wrong(f"TF_CONFIG is not valid JSON ({err}): {tf_config!r}")
-    cluster = config.get("cluster") if isinstance(config, dict) else None
-    task = config.get("task") if isinstance(config, dict) else None
-    if not isinstance(cluster, dict) or not isinstance(cluster.get("worker", cluster.get("chief")), list):
-        raise wrong(f'TF_CONFIG has no "cluster" with a "worker" list of host:port addresses: {tf_config!r}')
-    others = sorted(set(cluster) - {"chief", "worker"})
-    if others:
-        raise wrong(f"TF_CONFIG's cluster names {', '.join(others)}, which MultiWorkerMirroredStrategy does not use "
-                    f"(only chief and worker)")
-    if "chief" in cluster and not (isinstance(cluster["chief"], list) and len(cluster["chief"]) == 1):
-        raise wrong(f'TF_CONFIG\'s "chief" must be a list of one host:port address, got {cluster["chief"]!r}')
-    if not isinstance(cluster.get("worker", []), list):
-        raise wrong(f'TF_CONFIG\'s "worker" must be a list of host:port addresses, got {cluster["worker"]!r}')
-    addresses = [*cluster.get("chief", []), *cluster.get("worker", [])]
-    bad = [a for a in addresses if not (isinstance(a, str) and a.rpartition(":")[0] and a.rpartition(":")[2].isdigit())]
-    if bad or not addresses:
-        raise wrong(f"TF_CONFIG's cluster addresses must be host:port, got {bad or addresses!r}")
-    kind, index = (task.get("type"), task.get("index")) if isinstance(task, dict) else (None, None)
-    if (kind not in cluster or not isinstance(index, int) or isinstance(index, bool)
-            or not 0 <= index < len(cluster[kind])):
-        places = {k: len(v) for k, v in cluster.items()}
-        raise wrong(f'TF_CONFIG\'s "task" must name this machine\'s place in the cluster, as '
-                    f'{{"type": "worker", "index": i}}: the cluster has '
-                    + ", ".join(f"{k} 0 to {n - 1}" for k, n in places.items()) + f"; got {task!r}")
-    return Role(index + (len(cluster.get("chief", [])) if kind == "worker" else 0), len(addresses))
-
-
-def prepare_checkpoint(folder: Path, fingerprint: dict) -> tuple[int, str | None]:
-    """Keep what an interrupted run with the same fingerprint left in `folder`, or empty it.
-    Returns the epochs already done and what to tell the user."""
-    saved, metadata = folder / "fingerprint.json", folder / "backup" / "training_metadata.json"
-    note = None
-    if saved.exists():
-        try:
-            old = json.loads(saved.read_text())
-            done = json.loads(metadata.read_text())["epoch"] if metadata.exists() else 0
-        except (ValueError, KeyError):
-            old, done = {}, 0
-        if old == fingerprint and done:
-            keep_logged_epochs(folder / "live", done)
-            missing = missing_for_resume(folder, done)
-            if not missing:
-                return done, f"resuming the interrupted run after epoch {done} (from {folder})"
-            note = f"starting fresh: the checkpoint in {folder} lacks {missing}"
-        else:
-            changed = sorted(k for part in ("params", "data") for k in fingerprint[part]
-                             if old.get(part, {}).get(k) != fingerprint[part][k])
-            note = (f"starting fresh: the checkpoint in {folder} was made with a different "
-                    f"{', '.join(changed) or 'state'}")
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    write_json(saved, fingerprint)
-    return 0, note
-
-
-def missing_for_resume(folder: Path, done: int) -> str | None:
-    """What, if anything, the checkpoint of `done` epochs in `folder` lacks to resume exactly: a
-    logged validation loss for each epoch, and the best epoch's weights, unless that epoch is
-    the last (BackupAndRestore holds those)."""
-    try:
-        losses = logged_val_losses(folder / "live")
-    except UserError:
-        return "a log of one row per epoch"
-    if len(losses) != done:
-        return f"a logged validation loss for each of its {done} epochs"
-    best = early_stopping_state(losses, patience=0).epoch
-    if best < done - 1 and saved_best_weights(folder, best) is None:
-        return f"the weights of its best epoch ({best + 1})"
-    return None
-
-
-class Best(NamedTuple):
-    loss: float | None  # the lowest validation loss so far (None before the first epoch)
-    epoch: int          # its epoch, counted from 0 as Keras does
-    wait: int           # epochs since then
-    stop: bool          # patience has run out: training is over
-
-
-def early_stopping_state(val_losses: list[float], patience: int) -> Best:
-    """What keras.callbacks.EarlyStopping (min_delta 0) knows after the epochs with these
-    validation losses: a resumed run rebuilds it from the log, so patience keeps counting from
-    the best epoch before the kill instead of restarting. `patience` 0 never stops early."""
-    best, best_epoch, wait = None, 0, 0
-    for epoch, loss in enumerate(val_losses):
-        wait += 1  # as Keras counts: every epoch, reset by an improvement
-        if best is None or loss < best:  # the first epoch always improves, as in Keras
-            best, best_epoch, wait = loss, epoch, 0
-    return Best(best, best_epoch, wait, patience > 0 and wait >= patience)
-
-
-def logged_losses(live_dir: Path, split: str = "eval") -> list[str]:
-    """Every epoch's loss on `split` ("train" or "eval", the validation set) in DVCLive's log, in
-    order, as written: repr() of the float Keras reports."""
-    log = live_dir / "plots" / "metrics" / split / "loss.tsv"
-    if not log.exists():
-        return []
-    with open(log, newline="") as f:
-        rows = list(csv.DictReader(f, delimiter="\t"))
-    if [row["step"] for row in rows] != [str(i) for i in range(len(rows))]:
-        raise UserError(f"{log} does not hold one row per epoch in order; remove {live_dir.parent} to start fresh")
-    return [row["loss"] for row in rows]
-
-
-def logged_val_losses(live_dir: Path) -> list[float]:
-    """Every epoch's validation loss in DVCLive's log, in order: the exact values EarlyStopping compared."""
-    return [float(loss) for loss in logged_losses(live_dir, "eval")]
-
-
-LOSS_TABLE = "loss.tsv"
-
-
-def loss_table(live_dir: Path) -> str:
-    """The per-epoch losses as the TSV `dvc plots` draws (dvc.yaml's top-level plots): columns
-    epoch (from 1, as Keras' log counts), train and validation, so the x axis reads as the
-    training log does and the legend names the series rather than DVCLive's files."""
-    train, val = logged_losses(live_dir, "train"), logged_losses(live_dir, "eval")
-    if len(train) != len(val):
-        raise UserError(f"{live_dir} logged {len(train)} train losses but {len(val)} validation losses; "
-                        f"remove {live_dir.parent} to start fresh")
-    rows = [f"{epoch}\t{t}\t{v}\n" for epoch, (t, v) in enumerate(zip(train, val), 1)]
-    return "epoch\ttrain\tvalidation\n" + "".join(rows)
-
-
-BEST_WEIGHTS = "best.npz"
-
-
-def save_best_weights(folder: Path, epoch: int, weights: list) -> None:
-    write_npz(folder / BEST_WEIGHTS, epoch=np.array(epoch), **{f"w{i}": w for i, w in enumerate(weights)})
-
-
-def saved_best_weights(folder: Path, epoch: int) -> list | None:
-    """The weights saved for `epoch` (model.get_weights() order), or None if best.npz holds another epoch."""
-    try:
-        with np.load(folder / BEST_WEIGHTS) as f:
-            if int(f["epoch"]) != epoch:
-                return None
-            return [f[f"w{i}"] for i in range(len(f.files) - 1)]
-    except FileNotFoundError:  # none yet (write_npz is atomic: the file is whole or absent)
-        return None
-
-
-def resumable_early_stopping(patience: int, folder: Path, done: int, so_far: Best) -> list:
-    """Keras' EarlyStopping carried across a kill, by a callback after it that saves the best
-    weights to `folder` whenever validation improves and, in a run resumed after `done` epochs,
-    gives EarlyStopping back the state (`so_far`) its on_train_begin has just reset. List them
-    after BackupAndRestore: it saves an epoch before these save its weights as the best, so a
-    best epoch missing from best.npz is the checkpoint's last, whose weights it loads first.
-    `folder` None (a worker other than the chief, which saves nothing): the same decisions, no files."""
-    import keras
-
-    stopper = keras.callbacks.EarlyStopping(patience=patience, restore_best_weights=True)
-
-    def restore(logs=None):
-        if done:
-            stopper.best, stopper.best_epoch, stopper.wait = so_far.loss, so_far.epoch, so_far.wait
-            saved = saved_best_weights(folder, so_far.epoch) if folder else None
-            stopper.best_weights = saved if saved is not None else stopper.model.get_weights()
-
-    def keep(epoch, logs=None):
-        if folder and stopper.best_epoch == epoch:  # this epoch improved on the best
-            save_best_weights(folder, epoch, stopper.best_weights)
-
-    return [stopper, keras.callbacks.LambdaCallback(on_train_begin=restore, on_epoch_end=keep)]
-
-
-def compiled_model(params: dict, vocab_size: int):
-    """The model, its loss and optimizer, made under the `distribute` strategy; and the strategy."""
-    from lstm import build_model, distribution  # before keras: lstm quiets TensorFlow's start-up logging
-    import keras
-
-    keras.utils.set_random_seed(params["seed"])
-    strategy = distribution(params["distribute"])
-    with strategy.scope():  # variables made here are mirrored on every replica (a no-op for one_device)
-        model = build_model(vocab_size, params["embedding_dim"], params["units"], params["layers"], params["dropout"])
-        # Padded targets weigh 0; the mean is over the tokens that count.
-        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="mean_with_sample_weight")
-        model.compile(optimizer=keras.optimizers.Adam(params["learning_rate"]), loss=loss)
-    return model, strategy
-
-
-def start_from_the_chiefs_state(model, strategy, saved: list | None, done: int, so_far: Best,
-                                identity: str, stage: str) -> tuple[int, Best]:
-    """In a multi-worker run, give every worker what only the chief knows: the epochs its
-    checkpoint holds, the early-stopping state and, when resuming, the weights and optimizer
-    state (`saved`, read by the chief alone beforehand); and stop them all, with one message,
-    unless every worker has the chief's params and data (`identity`): workers that disagree on
-    the epochs or the batches would wait for each other forever. Every worker calls this at the
-    same point (each sharing is a collective operation)."""
-    from lstm import fit_across_workers, from_the_chief, on_any_worker
-
-    fit_across_workers(model, strategy)
-    mine = [int(identity[i:i + 8], 16) for i in range(0, 24, 8)]  # 96 bits of the sha256, exact in float64
-    state = [done, np.nan if so_far.loss is None else so_far.loss, so_far.epoch, so_far.wait, so_far.stop, *mine]
-    done, loss, epoch, wait, stop, *chiefs = from_the_chief(strategy, [np.array(state)])[0]
-    same = [int(x) for x in chiefs] == mine
-    if on_any_worker(strategy, not same):
-        raise UserError(f"the workers' {stage} params or training data differ from the chief's (this worker's "
-                        f"{'match' if same else 'differ'}): give every machine the same params.yaml and the same "
-                        f"data (`dvc pull`, or the same `dvc repro window`), then start them all again")
-    if done:
-        with strategy.scope():
-            model.optimizer.build(model.trainable_variables)
-        variables = [*model.weights, *model.optimizer.variables]
-        if saved is None:  # not the chief: zeros of the right shapes, to which the chief's values are added
-            saved = [np.zeros(v.shape) for v in variables]
-        if [tuple(a.shape) for a in saved] != [tuple(v.shape) for v in variables]:
-            raise UserError("the chief's checkpoint holds weights of another shape than the model; "
-                            "remove data/checkpoints on the chief to start fresh")
-        with strategy.scope():
-            for variable, value in zip(variables, from_the_chief(strategy, saved), strict=True):
-                variable.assign(value.astype(variable.dtype))
-    return int(done), Best(None if np.isnan(loss) else float(loss), int(epoch), int(wait), bool(stop))
-
-
-def saved_training_state(params: dict, vocab_size: int, folder: Path) -> list[np.ndarray]:
-    """The weights and optimizer state in the checkpoint in `folder`, in the order of
-    [*model.weights, *model.optimizer.variables], read through a model of the same shape made
-    on this process alone: reading the distributed model's variables would start collective
-    operations that the other workers, which have no checkpoint, never join."""
-    model, _ = compiled_model({**params, "distribute": "one_device"}, vocab_size)
-    model.optimizer.build(model.trainable_variables)
-    model.load_weights(folder / "backup" / "latest.weights.h5")
-    return [np.asarray(v.numpy()) for v in (*model.weights, *model.optimizer.variables)]
-
-
-def keep_logged_epochs(live_dir: Path, done: int) -> None:
-    """Drop the rows of DVCLive's per-epoch logs past the `done` epochs a checkpoint holds."""
-    for log in (live_dir / "plots" / "metrics").rglob("*.tsv"):
-        header, *rows = log.read_text().splitlines(keepends=True)
-        write_text(log, header + "".join(row for row in rows if int(row.split("\t", 1)[0]) < done))
+from lstm_textgen.branches import branch_spec, load_split
+from lstm_textgen.errors import run_stage
+from lstm_textgen.files import atomic_dir, atomic_path, write_json, write_npz
+from lstm_textgen.params import read_params
+from lstm_textgen.training import (BASE_RECORD, CHECKPOINTS, LOSS_TABLE, check_base_model, fit, loss_table, role_of,
+                                   schema, set_up, summary, where_to_start)
+from lstm_textgen.vocab import read_vocab
 
 
 def main(branch: str = "char") -> None:
     spec = branch_spec(branch)
     params = read_params(spec["train_stage"], schema(branch))
-    role = (worker_role(os.environ.get("TF_CONFIG"), f"{spec['train_stage']}.distribute")
-            if params["distribute"] == "multi_worker" else Role(0, 1))
+    role = role_of(params, spec["train_stage"])
     vocab = read_vocab(spec["vocab"])
     train, val = (load_split(spec[s], vocab, spec["upstream"]) for s in ("train", "val"))
     base = check_base_model(params, vocab, spec) if params.get("init_from") else None
 
-    # TensorFlow loads only once the inputs are known to be good, and through lstm first: it
-    # quiets TensorFlow's own start-up logging, which must happen before anything imports it.
-    from lstm import EpochSeeds, device_and_kernel, load_model, sampler_weights, split_dataset, targets_per_epoch
-    import keras
-    from dvclive import Live
-    from dvclive.keras import DVCLiveCallback
-
-    model, strategy = compiled_model(params, len(vocab["tokens"]))
-    if base:  # a resumed run then loads its checkpoint over these weights
-        base_model = load_model(base["path"], fix=f"bring it in again with `dvc update {base['path']}.dvc`, or "
-                                                  f"set {spec['train_stage']}.init_from to another base model")
-        with strategy.scope():
-            model.set_weights(base_model.get_weights())
-    device, kernel = device_and_kernel(model, strategy)
-    unit = vocab.get("unit", "char")
-    worker = f"worker {role.index} of {role.count} ({'the chief' if role.chief else 'writes nothing'}): " if role.count > 1 else ""
-    print(f"{worker}training {branch} on {device} with the {kernel} LSTM kernel: "
-          f"{targets_per_epoch(train, vocab):,} {unit}s to predict per epoch", file=sys.stderr)
-
-    # Only the chief keeps a checkpoint (the other workers write nothing): it decides whether to
-    # resume, and a resumed multi-worker run starts every worker from the chief's state.
-    checkpoint = CHECKPOINTS / branch
-    data = {str(spec[s]): sha256_file(spec[s]) for s in ("train", "val", "vocab")}
-    if base:
-        data[base["path"]] = base["sha256"]
-    done, so_far, saved = 0, Best(None, 0, 0, False), None
-    if role.chief:
-        fingerprint = {"params": {k: v for k, v in params.items() if k not in NOT_BINDING}, "data": data}
-        done, note = prepare_checkpoint(checkpoint, fingerprint)
-        if done and role.count > 1:  # read before anything is shared, so that a failure cannot strand the others
-            try:
-                saved = saved_training_state(params, len(vocab["tokens"]), checkpoint)
-            except (OSError, ValueError) as err:
-                shutil.rmtree(checkpoint)
-                done, _ = prepare_checkpoint(checkpoint, fingerprint)
-                note = f"starting fresh: the weights in {checkpoint} cannot be read ({err})"
-        if note:
-            print(note, file=sys.stderr)
-        if done:
-            so_far = early_stopping_state(logged_val_losses(checkpoint / "live"), params["patience"])
-    if role.count > 1:
-        identity = hashlib.sha256(json.dumps({"params": params, "data": data}, sort_keys=True).encode()).hexdigest()
-        done, so_far = start_from_the_chiefs_state(model, strategy, saved, done, so_far, identity, spec["train_stage"])
-
-    # DVCLive logs beside the checkpoint (so a resumed run keeps the earlier epochs), and the log
-    # replaces metrics/train/<branch> only once training has finished: a killed run leaves
-    # nothing there that looks like a result.
-    batch = params["batch_size"]
-    callbacks = [EpochSeeds(), *resumable_early_stopping(params["patience"] or params["epochs"],
-                                                         checkpoint if role.chief else None, done, so_far)]
-    if role.chief:
-        live = Live(str(checkpoint / "live"), resume=bool(done), dvcyaml=False, save_dvc_exp=False)
-        if done:
-            live.step = done  # the next epoch's row; DVCLive's own guess is off by one after epoch 1
-        # DVCLive logs an epoch before BackupAndRestore records it: a run killed in between has
-        # logged one epoch too many, which keep_logged_epochs drops, never one too few.
-        callbacks[:0] = [DVCLiveCallback(live=live),
-                         keras.callbacks.BackupAndRestore(str(checkpoint / "backup"), double_checkpoint=True,
-                                                          delete_checkpoint=False)]
-    over = so_far.stop or done >= params["epochs"]
-    if done and over:
-        why = f"patience {params['patience']} ran out" if so_far.stop else f"epochs: {params['epochs']} reached"
-        print(f"the interrupted run had finished ({why}); keeping its best epoch, {so_far.epoch + 1}", file=sys.stderr)
-    examples = len(train["rows"] if "rows" in train else train["starts"])
-    if base and role.chief:  # what the base model scores here before any fine-tuning
-        base_model.compile(loss=model.loss)
-        base["val_loss"] = float(base_model.evaluate(split_dataset(val, vocab, batch), verbose=0))
-        print(f"the base model {base['path']}: {base['val_loss']:.4f} nats/{vocab.get('unit', 'char')} on the held-out "
-              "text before fine-tuning", file=sys.stderr)
-    started = time.monotonic()
-    model.fit(
-        # Epochs from `done` on, each in the order the uninterrupted run gave it.
-        split_dataset(train, vocab, batch, shuffle_seed=params["seed"], first_epoch=done),
-        steps_per_epoch=math.ceil(examples / batch),
-        validation_data=split_dataset(val, vocab, batch),
-        # A run that is over trains no epoch; the callbacks still load its best weights.
-        initial_epoch=done, epochs=done if over else params["epochs"], verbose=2 if role.chief else 0,
-        shuffle=False,  # the dataset shuffles itself
-        callbacks=callbacks)
-    seconds = time.monotonic() - started
+    # TensorFlow loads only now, once the inputs are known to be good.
+    setup = set_up(params, vocab, spec, base)
+    from lstm_textgen.model import sampler_weights, targets_per_epoch
+    worker = (f"worker {role.index} of {role.count} ({'the chief' if role.chief else 'writes nothing'}): "
+              if role.count > 1 else "")
+    print(f"{worker}training {branch} on {setup.device} with the {setup.kernel} LSTM kernel: "
+          f"{targets_per_epoch(train, vocab):,} {vocab.get('unit', 'char')}s to predict per epoch", file=sys.stderr)
+    done, so_far = where_to_start(setup, params, spec, branch, role, base)
+    live, seconds = fit(setup, params, vocab, train, val, branch, role, done, so_far, base)
     if not role.chief:
         print(f"{worker}done; worker 0 wrote the model and the metrics", file=sys.stderr)
         return
-    # The scores come from the log of every epoch, before and after a resume.
-    val_losses = logged_val_losses(checkpoint / "live")
-    table = loss_table(checkpoint / "live")
-    final = early_stopping_state(val_losses, params["patience"])
-    best = final.loss
-    if not math.isfinite(best):
-        raise UserError(f"training diverged (validation loss {best}); lower {spec['train_stage']}.learning_rate")
+
+    # The log replaces metrics/train/<branch> only once training has finished: a killed run
+    # leaves nothing there that looks like a result.
+    checkpoint = CHECKPOINTS / branch
+    scores = summary(setup, checkpoint / "live", params, spec["train_stage"], vocab, train, done, seconds, role, base)
     with atomic_path(spec["model"], suffix=".keras") as tmp:
-        model.save(tmp)  # the best epoch's weights: EarlyStopping restored them
-    write_npz(spec["weights"], **sampler_weights(model))
-    ran = len(val_losses) - done
-    summary = {"best_val_loss": best, f"best_val_bits_per_{unit}": best / math.log(2),
-               "best_val_perplexity": math.exp(best), "best_epoch": final.epoch + 1,
-               "epochs_run": len(val_losses), "resumed_after_epoch": done, "train_seconds": round(seconds, 1),
-               "tokens_per_second": round(ran * targets_per_epoch(train, vocab) / seconds) if ran else 0,
-               "device": device, "replicas": strategy.num_replicas_in_sync, "workers": role.count,
-               "lstm_kernel": kernel}
-    if base:
-        summary["base_val_loss"] = base["val_loss"]
-    for name, value in summary.items():
+        setup.model.save(tmp)  # the best epoch's weights: EarlyStopping restored them
+    write_npz(spec["weights"], **sampler_weights(setup.model))
+    for name, value in scores.items():
         live.log_metric(name, value, plot=False)
     live.make_summary()
     with atomic_dir(spec["live"]) as out:
         shutil.copytree(checkpoint / "live", out, dirs_exist_ok=True)
-        (out / LOSS_TABLE).write_text(table, encoding="utf-8")
+        (out / LOSS_TABLE).write_text(loss_table(checkpoint / "live"), encoding="utf-8")
         if base:
             write_json(out / BASE_RECORD, base)
     shutil.rmtree(checkpoint)
+    best, unit = scores["best_val_loss"], vocab.get("unit", "char")
     print(f"best validation loss {best:.4f} nats/{unit} ({best / math.log(2):.3f} bits, perplexity "
-          f"{math.exp(best):.1f}) at epoch {summary['best_epoch']} of {summary['epochs_run']}, {seconds:.0f}s on {device}",
-          file=sys.stderr)
+          f"{math.exp(best):.1f}) at epoch {scores['best_epoch']} of {scores['epochs_run']}, {seconds:.0f}s on "
+          f"{setup.device}", file=sys.stderr)
 
 
 if __name__ == "__main__":
-    run(lambda: main(*sys.argv[1:2]))
+    run_stage(lambda: main(*sys.argv[1:2]))

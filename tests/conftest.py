@@ -19,8 +19,8 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 # Real, unmodified books and headlines; SOURCES.md there says where each came from.
 CORPORA = Path(os.environ.get("LSTM_TEXTGEN_CORPORA", ROOT.parent / "shared" / "corpora"))
-PROJECT_FILES = ["dvc.yaml", "params.yaml", "stages", ".dvc/config", ".dvc/plots_page.html", ".dvcignore", ".gitignore",
-                 "data/base/README.md"]
+PROJECT_FILES = ["dvc.yaml", "params.yaml", "stages", "lstm_textgen", ".dvc/config", ".dvc/plots_page.html",
+                 ".dvcignore", ".gitignore", "data/base/README.md"]
 
 WORDS = ("alice rabbit queen hatter turtle gryphon king cat tea garden door key little said went "
          "thought very curious time down the a of and to she it was in her that you as").split()
@@ -156,7 +156,7 @@ def corpora() -> Path:
             pytest.fail(f"{CORPORA} is missing; CI must have ../shared beside the project")
         pytest.skip(f"{CORPORA}/pg11.txt not found: these tests read real books. Set LSTM_TEXTGEN_CORPORA to a "
                     "folder holding Project Gutenberg's pg11.txt and pg11-legacy.txt (the old release of eBook 11) "
-                    "and nyt-headlines-avl1.csv (the headlines source in params.yaml); see README.md, 'Tests'")
+                    "and nyt-headlines-avl1.csv (the headlines source in params.yaml); see README.md")
     return CORPORA
 
 

@@ -10,7 +10,7 @@ SAMPLE = "metrics/sample/char/samples.txt"
 
 
 def audit(repo, env, *args, check=True):
-    return sh(["python", "stages/audit.py", *args], repo, env, check=check)
+    return sh(["python", "-m", "lstm_textgen", "audit", *args], repo, env, check=check)
 
 
 @pytest.fixture(scope="module")

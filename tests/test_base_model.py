@@ -11,11 +11,11 @@ import pytest
 import yaml
 
 import encode_vocab
-import train_lstm
 from conftest import ROOT, book_body, gutenberg_file, make_dvc_project, run_data_stages, sh, write_params
-from errors import UserError
+from lstm_textgen.errors import UserError
 from test_pipeline import repro, set_param
-from vocab import build_char_vocab
+from lstm_textgen.vocab import build_char_vocab
+from lstm_textgen import training
 
 BASE_VOCAB = "data/base/chars.json"
 BASE_MODEL = "data/base/model.keras"
@@ -67,7 +67,7 @@ def test_base_paths_outside_data_base_and_missing_files_are_refused(tmp_path, in
 @pytest.fixture(scope="module")
 def saved_model(tmp_path_factory):
     """A tiny model saved as train-lstm saves it: 1 LSTM layer of 16 units, embedding 8, 30 tokens."""
-    import lstm
+    from lstm_textgen import model as lstm
     path = tmp_path_factory.mktemp("base") / "model.keras"
     lstm.build_model(vocab_size=30, embedding_dim=8, units=16, layers=1, dropout=0.0).save(path)
     return path
@@ -75,9 +75,9 @@ def saved_model(tmp_path_factory):
 
 def test_a_saved_models_shape_is_read_without_tensorflow(saved_model):
     """So that a base model that does not fit is refused in a second, not after TensorFlow loads."""
-    assert train_lstm.saved_shape(saved_model) == {"vocabulary": 30, "embedding_dim": 8, "units": [16]}
-    check = ("import sys; sys.path.insert(0, 'stages'); import train_lstm; "
-             f"print(train_lstm.saved_shape({str(saved_model)!r})['units']); print('tensorflow' in sys.modules)")
+    assert training.saved_shape(saved_model) == {"vocabulary": 30, "embedding_dim": 8, "units": [16]}
+    check = ("import sys; from lstm_textgen import training; "
+             f"print(training.saved_shape({str(saved_model)!r})['units']); print('tensorflow' in sys.modules)")
     proc = subprocess.run([sys.executable, "-c", check], cwd=ROOT, capture_output=True, text=True, check=True)
     assert proc.stdout.split() == ["[16]", "False"]
 
@@ -93,19 +93,19 @@ def test_a_base_model_and_vocabulary_from_different_imports_are_refused(tmp_path
     params = {"layers": 1, "units": 16, "embedding_dim": 8, "init_from": BASE_MODEL}
     with pytest.raises(UserError, match=rf"come from different places \(../shelf at {'a' * 40}, ../shelf at "
                                         rf"{'b' * 40}\)"):
-        train_lstm.check_base_model(params, vocab, {"train_stage": "train-lstm", "vocab": "data/vocab/chars.json"})
+        training.check_base_model(params, vocab, {"train_stage": "train-lstm", "vocab": "data/vocab/chars.json"})
     (tmp_path / f"{BASE_VOCAB}.dvc").write_text((tmp_path / f"{BASE_MODEL}.dvc").read_text())
-    base = train_lstm.check_base_model(params, vocab, {"train_stage": "train-lstm", "vocab": "data/vocab/chars.json"})
+    base = training.check_base_model(params, vocab, {"train_stage": "train-lstm", "vocab": "data/vocab/chars.json"})
     assert base["imported_from"] == {"repo": "../shelf", "rev": "a" * 40, "path": "x"}
 
 
 def test_a_base_model_that_does_not_fit_is_refused_naming_both_sides(saved_model):
     params = {"layers": 2, "units": 32, "embedding_dim": 8}
-    problems = train_lstm.shape_mismatches(train_lstm.saved_shape(saved_model), params, 31, "train-lstm",
+    problems = training.shape_mismatches(training.saved_shape(saved_model), params, 31, "train-lstm",
                                            "data/vocab/chars.json")
     assert problems == ["the base model has a vocabulary of 30 tokens, but data/vocab/chars.json has 31 tokens",
                         "the base model has 1 LSTM layers of 16 units, but train-lstm.layers = 2, units = 32"]
-    assert train_lstm.shape_mismatches(train_lstm.saved_shape(saved_model), {**params, "layers": 1, "units": 16},
+    assert training.shape_mismatches(training.saved_shape(saved_model), {**params, "layers": 1, "units": 16},
                                        30, "train-lstm", "v") == []
 
 
@@ -119,9 +119,9 @@ def test_init_from_is_refused_when_the_ids_are_not_the_base_models(tmp_path, sav
     monkeypatch.chdir(tmp_path)
     with pytest.raises(UserError, match=r"init_from is set, but data/vocab/chars.json is this corpus' own "
                                         r"vocabulary.*set encode-vocab.base_vocab"):
-        train_lstm.check_base_model(params, vocab, {"train_stage": "train-lstm", "vocab": "data/vocab/chars.json"})
+        training.check_base_model(params, vocab, {"train_stage": "train-lstm", "vocab": "data/vocab/chars.json"})
     with pytest.raises(UserError, match=r"init_from = 'data/base/other.keras': no such file.*dvc import"):
-        train_lstm.check_base_model({**params, "init_from": "data/base/other.keras"}, vocab,
+        training.check_base_model({**params, "init_from": "data/base/other.keras"}, vocab,
                                     {"train_stage": "train-lstm", "vocab": "data/vocab/chars.json"})
 
 
@@ -190,7 +190,7 @@ def test_a_base_model_imported_from_another_repo_is_fine_tuned_and_audited_back(
     # The sample's audit names the base model and carries the pretraining's own record.
     sh(["git", "add", "-A"], repo, env)
     sh(["git", "commit", "-q", "-m", "fine-tuned"], repo, env)
-    report = json.loads(sh(["python", "stages/audit.py", "metrics/sample/char/samples.txt", "--json"],
+    report = json.loads(sh(["python", "-m", "lstm_textgen", "audit", "metrics/sample/char/samples.txt", "--json"],
                            repo, env).stdout)
     assert report["stages"]["train-lstm"]["params"]["train-lstm.init_from"] == BASE_MODEL
     pretraining = report["base_model"]["audit"]
@@ -198,11 +198,11 @@ def test_a_base_model_imported_from_another_repo_is_fine_tuned_and_audited_back(
     assert pretraining["stages"]["encode-vocab"]["params"]["encode-vocab.min_count"] == 2
     assert pretraining["stages"]["download-gutenberg"]["params"]["download-gutenberg.texts"] == [
         module_server.url + "/shelf/more.txt"]
-    text = sh(["python", "stages/audit.py", "metrics/sample/char/samples.txt"], repo, env).stdout
+    text = sh(["python", "-m", "lstm_textgen", "audit", "metrics/sample/char/samples.txt"], repo, env).stdout
     assert f"fine-tuned from the base model {BASE_MODEL} (sha256 {record['sha256']})" in text
     assert f"imported from {base} at {base_commit}: data/models/char.keras" in text
     assert "    param encode-vocab.min_count = 2" in text  # the pretraining's record, indented
-    generated = json.loads(sh(["python", "stages/generate.py", "--json", "--length", "20", "alice"], repo, env).stdout)
+    generated = json.loads(sh(["python", "-m", "lstm_textgen", "generate", "--json", "--length", "20", "alice"], repo, env).stdout)
     assert generated["provenance"]["base_model"]["sha256"] == record["sha256"]
 
     # A base of another shape is refused naming both sides, and leaves the model in place.

@@ -12,12 +12,12 @@ import pytest
 import tensorflow as tf
 
 from cpu_lstm import CpuLSTM
-import lstm
+from lstm_textgen import model as lstm
 import quality
 import run
 import scale
-from sampling import Stepper
-import training
+from lstm_textgen.sampling import Stepper
+import timed_training
 import tutorial
 from conftest import ROOT
 
@@ -50,12 +50,12 @@ def test_the_tutorial_loop_predicts_from_the_window_as_our_stepper_does():
 
 def test_held_out_windows_end_where_their_target_is():
     ids = np.arange(250)
-    windows, targets = training.held_out(ids, stride=10)
-    assert windows.shape == (15, training.CONTEXT)
+    windows, targets = timed_training.held_out(ids, stride=10)
+    assert windows.shape == (15, timed_training.CONTEXT)
     assert targets.tolist() == list(range(100, 250, 10))
     assert (windows[:, -1] + 1 == targets).all()
     log_probs = np.log(np.full((2, 4), 0.25))
-    assert training.mean_nll(log_probs, np.array([0, 3])) == np.log(4)
+    assert timed_training.mean_nll(log_probs, np.array([0, 3])) == np.log(4)
 
 
 def test_a_corpus_takes_the_books_in_turn_while_they_fit():

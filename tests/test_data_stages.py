@@ -7,15 +7,17 @@ import sys
 import numpy as np
 import pytest
 
-import files
-import params
-import vocab as vocabulary
+from lstm_textgen import files
+from lstm_textgen import params
+from lstm_textgen import vocab as vocabulary
 import encode_vocab
 import strip_boilerplate
 import window
-from errors import UserError
-from text import clean_text
+from lstm_textgen.errors import UserError
+from lstm_textgen.cleaning import clean_text
 from conftest import ROOT, book_body, gutenberg_file, write_params
+from lstm_textgen import cleaning
+from lstm_textgen import windows
 
 
 # --- strip-boilerplate ----------------------------------------------------------------------
@@ -24,14 +26,14 @@ from conftest import ROOT, book_body, gutenberg_file, write_params
 def test_strip_keeps_exactly_the_body(legacy):
     body = book_body(300)
     text = gutenberg_file(body, legacy=legacy).decode("utf-8")
-    assert strip_boilerplate.strip_gutenberg(text) == body
+    assert cleaning.strip_gutenberg(text) == body
 
 
 def test_strip_without_markers_names_what_is_missing():
-    with pytest.raises(strip_boilerplate.NoMarkers, match="START"):
-        strip_boilerplate.strip_gutenberg("Just some text.\n")
-    with pytest.raises(strip_boilerplate.NoMarkers, match="END"):
-        strip_boilerplate.strip_gutenberg("*** START OF THE PROJECT GUTENBERG EBOOK X ***\nbody\n")
+    with pytest.raises(cleaning.NoMarkers, match="START"):
+        cleaning.strip_gutenberg("Just some text.\n")
+    with pytest.raises(cleaning.NoMarkers, match="END"):
+        cleaning.strip_gutenberg("*** START OF THE PROJECT GUTENBERG EBOOK X ***\nbody\n")
 
 
 def test_clean_lowercases_and_folds_punctuation():
@@ -138,7 +140,7 @@ def test_encode_stage_refuses_an_empty_corpus(in_tmp):
 
 def test_windows_split_at_the_tail_and_shift_targets_by_one():
     ids = np.arange(1000) % 251
-    splits = window.make_windows(ids.astype(np.uint8), seq_length=10, step=3, val_fraction=0.2)
+    splits = windows.make_windows(ids.astype(np.uint8), seq_length=10, step=3, val_fraction=0.2)
     train, val = splits["train"], splits["val"]
     assert np.array_equal(np.concatenate([train["tokens"], val["tokens"]]), ids)
     assert len(val["tokens"]) == 200
@@ -151,7 +153,7 @@ def test_windows_split_at_the_tail_and_shift_targets_by_one():
 @pytest.mark.parametrize("seq_length, val_fraction, part", [(900, 0.1, "training"), (150, 0.1, "validation")])
 def test_seq_length_must_be_smaller_than_the_text(seq_length, val_fraction, part):
     with pytest.raises(UserError, match=rf"window.seq_length = {seq_length} is not smaller than the {part} text"):
-        window.make_windows(np.zeros(1000, np.uint8), seq_length, 1, val_fraction)
+        windows.make_windows(np.zeros(1000, np.uint8), seq_length, 1, val_fraction)
 
 
 # --- memory that does not grow with the corpus ----------------------------------------------

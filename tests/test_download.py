@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import tqdm
 
-import download
+from lstm_textgen import download
 import download_gutenberg
-from download import fetch
-from errors import UserError
+from lstm_textgen.download import fetch
+from lstm_textgen.errors import UserError
 from conftest import book_body, gutenberg_file, write_params
 
 BOOK = gutenberg_file(book_body(500))

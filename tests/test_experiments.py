@@ -20,7 +20,7 @@ def clone(origin, where, env):
 
 
 def audit(repo, env, rev):
-    return json.loads(sh([sys.executable, "stages/audit.py", "metrics/sample/char/samples.txt", "--rev", rev, "--json"],
+    return json.loads(sh([sys.executable, "-m", "lstm_textgen", "audit", "metrics/sample/char/samples.txt", "--rev", rev, "--json"],
                          repo, env).stdout)
 
 
@@ -54,14 +54,14 @@ def test_two_machines_push_experiments_a_third_compares_audits_and_generates(tmp
     assert cold["stages"]["train-lstm"]["params"]["train-lstm.units"] == 16
     assert cold["stages"]["sample"]["params"]["sample.temperature"] == 0.3
     for name in EXPERIMENTS:  # each experiment's model, from the DVC remote: nothing retrained here
-        out = sh([sys.executable, "stages/generate.py", "--rev", name, "--seed", "1", "--length", "10", "alice"],
+        out = sh([sys.executable, "-m", "lstm_textgen", "generate", "--rev", name, "--seed", "1", "--length", "10", "alice"],
                  third, env).stdout
         assert out.startswith("alice")
     assert not (third / "data/models/char.npz").exists()  # the workspace untouched
 
 
 def test_two_queued_experiments_run_at_once_without_colliding(reproduced_project, tmp_path, monkeypatch):
-    from generate import Model
+    from lstm_textgen.generate import Model
     repo, env = reproduced_project(tmp_path / "repo")
     sh(["git", "add", "-A"], repo, env)
     sh(["git", "commit", "-q", "-m", "baseline"], repo, env)

@@ -11,15 +11,15 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-import branches
-import download
-import files
-import vocab as vocabulary
-import strip_boilerplate
-import tokenize_headlines as th
-from errors import UserError
-from text import clean_headline
+from lstm_textgen import branches
+from lstm_textgen import download
+from lstm_textgen import files
+from lstm_textgen import vocab as vocabulary
+from lstm_textgen.errors import UserError
+from lstm_textgen.cleaning import clean_headline
 from conftest import ROOT, TINY, book_body, gutenberg_file, headlines_csv, write_params
+from lstm_textgen import cleaning
+from lstm_textgen import headlines as hl
 
 # --- corrupt or mismatched artifacts ----------------------------------------------------------
 
@@ -44,7 +44,7 @@ def test_arrays_from_another_vocabulary_are_refused(tmp_path):
 
 def test_models_that_fail_to_load_or_carry_code_are_refused(tmp_path):
     import keras
-    import lstm
+    from lstm_textgen import model as lstm
     junk = tmp_path / "junk.keras"
     junk.write_bytes(b"not a model")
     with pytest.raises(UserError, match=rf"cannot load model {junk} .*`dvc checkout {junk}` or `dvc repro -f "
@@ -119,11 +119,11 @@ book_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=300)
 @settings(max_examples=200, deadline=None)
 @given(body=book_text, legacy=st.booleans())
 def test_stripping_never_keeps_markers_or_license_and_is_idempotent(body, legacy):
-    stripped = strip_boilerplate.strip_gutenberg(gutenberg_file(body, legacy=legacy).decode("utf-8"))
+    stripped = cleaning.strip_gutenberg(gutenberg_file(body, legacy=legacy).decode("utf-8"))
     for line in stripped.splitlines():
-        assert not strip_boilerplate.START.match(line) and not strip_boilerplate.END.match(line)
+        assert not cleaning.START.match(line) and not cleaning.END.match(line)
     assert "FULL PROJECT GUTENBERG LICENSE" not in stripped and "Updated editions" not in stripped
-    assert strip_boilerplate.strip_gutenberg(gutenberg_file(stripped, legacy=legacy).decode("utf-8")) == stripped
+    assert cleaning.strip_gutenberg(gutenberg_file(stripped, legacy=legacy).decode("utf-8")) == stripped
 
 
 @settings(max_examples=200, deadline=None)
@@ -141,6 +141,6 @@ def test_headline_cleaning_never_crashes_and_rows_are_never_empty(raw, switches)
     assert cleaned == cleaned.strip() and "  " not in cleaned
     if cleaned:  # the stage drops headlines that clean down to nothing; every other one gives a row
         words = [cleaned.split()]
-        vocab = th.build_word_vocab(words, 50, switches)
-        rows, _ = th.headline_rows(words, vocab, max_length=8)
+        vocab = hl.build_word_vocab(words, 50, switches)
+        rows, _ = hl.headline_rows(words, vocab, max_length=8)
         assert (rows[0] != vocab["tokens"].index("<pad>")).sum() >= 2 or len(words[0]) > 8

@@ -1,19 +1,24 @@
-"""generate.py, the command for people: a real tiny model in a temporary DVC repo, read from the
+"""`lstm-textgen generate`: a real tiny model in a temporary DVC repo, read from the
 workspace, an experiment, a git tag, and a second clone that has only git and a DVC remote."""
 
 import json
+import os
+import pty
+import re
+import select
 import subprocess
 import sys
+import time
 
 import pytest
 
 from conftest import sh
-from errors import UserError
+from lstm_textgen.errors import UserError
 from test_pipeline import repro, set_param
 
 
 def generate_cmd(repo, env, *args, check=True, stdin=None):
-    proc = subprocess.run([sys.executable, "stages/generate.py", *args], cwd=repo, env=env, input=stdin,
+    proc = subprocess.run([sys.executable, "-m", "lstm_textgen", "generate", *args], cwd=repo, env=env, input=stdin,
                           capture_output=True, text=True)
     if check and proc.returncode:
         raise AssertionError(f"generate {' '.join(args)} exited {proc.returncode}\n{proc.stderr}")
@@ -80,7 +85,7 @@ def test_json_provenance_is_what_audit_says_of_the_model(project):
     repo, env, _, _ = project
     for rev in ([], ["--rev", "wide"]):
         report = as_json(repo, env, *rev, "--seed", "1", "--length", "10", "alice")
-        audit = json.loads(sh([sys.executable, "stages/audit.py", "data/models/char.npz", *rev, "--json"],
+        audit = json.loads(sh([sys.executable, "-m", "lstm_textgen", "audit", "data/models/char.npz", *rev, "--json"],
                               repo, env).stdout)
         assert report["provenance"] == audit
         assert audit["stage"] == "train-lstm" and len(audit["sha256"]) == 64
@@ -98,7 +103,7 @@ def test_interactive_mode_answers_each_line_over_a_pipe(project):
 
 
 def test_the_same_seed_and_params_give_the_sample_stages_text(project, monkeypatch):
-    import generate
+    from lstm_textgen import generate
     repo, _, _, _ = project
     monkeypatch.chdir(repo)
     samples = (repo / "metrics/sample/char/samples.txt").read_text()
@@ -109,7 +114,7 @@ def test_the_same_seed_and_params_give_the_sample_stages_text(project, monkeypat
 
 
 def test_headlines_stop_at_the_end_and_never_show_unknown_or_padding(project, monkeypatch):
-    import generate
+    from lstm_textgen import generate
     repo, env, _, _ = project
     monkeypatch.chdir(repo)
     texts = generate.generate("The Queen", branch="headlines", num=20, length=8, seed=0, temperature=2.0)
@@ -149,25 +154,73 @@ def test_a_clone_whose_remote_lacks_the_model_is_refused(project, tmp_path):
 
 
 def test_no_model_in_the_workspace_says_how_to_get_one(tmp_path, monkeypatch):
-    import generate
+    from lstm_textgen import generate
     monkeypatch.chdir(tmp_path)
     with pytest.raises(UserError, match=r"no model data/models/char.npz in the workspace; run `dvc repro "
                                         r"train-lstm`, or `dvc pull`"):
         generate.generate("a")
 
 
-def test_every_command_of_the_readme_generate_section_runs(project):
-    """The README's "Generate with your own prompt" commands, as written, on the tiny project."""
-    import re
+def test_every_generate_command_of_the_readme_and_the_guide_runs(project):
+    """The `lstm-textgen generate` commands of README.md and docs/generating.md, and the guide's
+    Python example, as written, on the tiny project."""
     from conftest import ROOT
     repo, env, _, _ = project
-    section = (ROOT / "README.md").read_text().split("## Generate with your own prompt")[1].split("\n## ")[0]
-    bash, = re.findall(r"```bash\n(.*?)```", section, re.DOTALL)
-    python, = re.findall(r"```python\n(.*?)```", section, re.DOTALL)
-    for line in bash.splitlines():
-        command = line.split("  #")[0].strip()
+    commands, python = [], []
+    for doc in ("README.md", "docs/generating.md"):
+        text = (ROOT / doc).read_text()
+        for block in re.findall(r"```bash\n(.*?)```", text, re.DOTALL):
+            commands += [line.split("  #")[0].strip() for line in block.splitlines()
+                         if line.startswith("lstm-textgen generate") and "--rev" not in line and "--repo" not in line]
+        python += [b for b in re.findall(r"```python\n(.*?)```", text, re.DOTALL) if "lstm_textgen.generate" in b]
+    assert len(commands) >= 4 and python
+    for command in commands:
         proc = subprocess.run(command, shell=True, cwd=repo, env=env, input="alice\n", capture_output=True, text=True)
         assert proc.returncode == 0 and proc.stdout.strip(), f"{command}\n{proc.stderr}"
-    proc = subprocess.run([sys.executable, "-c", python + "\nassert len(texts) == 2 and texts[0].startswith('alice was')"],
+    proc = subprocess.run([sys.executable, "-c", python[0] + "\nassert len(texts) == 2 and texts[0].startswith('alice was')"],
                           cwd=repo, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize("cc, why", [("", "$CC is empty"), ("/no/such/cc", "there is no C compiler `/no/such/cc`")])
+def test_without_a_c_compiler_the_numpy_step_writes_the_same_text_and_says_so_once(project, cc, why):
+    repo, env, _, _ = project
+    args = ("--seed", "5", "--length", "80", "--num", "3", "alice")
+    with_c = generate_cmd(repo, env, *args)
+    without = generate_cmd(repo, {**env, "CC": cc}, *args)
+    assert without.stdout == with_c.stdout and len(with_c.stdout) > 240
+    assert without.stderr.count("note: sampling with NumPy") == 1 and why in without.stderr
+    assert "apt-get install gcc" in without.stderr and "Traceback" not in without.stderr
+    assert "sampling with NumPy" not in with_c.stderr
+
+
+def test_interactive_on_a_terminal_shows_a_banner_a_prompt_and_sets_the_text_apart(project):
+    """On a terminal: a one-line banner, "> " before each prompt, and the prompt dimmed, so that
+    what the model wrote stands apart from it."""
+    repo, env, _, _ = project
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "lstm_textgen", "generate", "--interactive", "--length", "20",
+                             "--seed", "1"], cwd=repo, env={k: v for k, v in env.items() if k != "NO_COLOR"},
+                            stdin=follower, stdout=follower, stderr=follower)
+    os.close(follower)
+    screen = b""
+
+    def read_until(marker: bytes, times: int = 1) -> None:
+        nonlocal screen
+        deadline = time.monotonic() + 60
+        while screen.count(marker) < times and time.monotonic() < deadline:
+            if select.select([leader], [], [], 1)[0]:
+                screen += os.read(leader, 4096)
+        assert screen.count(marker) >= times, screen
+
+    read_until(b"> ")
+    os.write(leader, b"alice\n")
+    read_until(b"\x1b[2malice\x1b[0m")
+    read_until(b"> ", times=2)  # the next prompt: the answer is whole
+    os.write(leader, b"\x04")  # Ctrl-D
+    assert proc.wait(timeout=30) == 0
+    os.close(leader)
+    text = screen.decode()
+    assert text.count("Ctrl-D ends") == 1 and "the char model in the workspace" in text
+    generated = text.split("\x1b[2malice\x1b[0m", 1)[1].split("> ", 1)[0].strip()
+    assert len(generated) >= 10, repr(text)  # the model's own characters follow the dimmed prompt

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 import tokenize_headlines as th
-from errors import UserError
-from text import clean_headline
+from lstm_textgen.errors import UserError
+from lstm_textgen.cleaning import clean_headline
 from conftest import write_params
+from lstm_textgen import headlines as hl
 
 CLEAN_ALL = {"repair_encoding": True, "ascii_fold": True, "lowercase": True, "strip_punctuation": True}
 
@@ -37,14 +38,14 @@ def test_cleaning_repairs_folds_lowercases_and_strips():
 
 
 def test_vocabulary_keeps_specials_then_the_most_frequent_words():
-    vocab = th.build_word_vocab([["b", "a", "b"], ["c", "a", "b"]], vocab_size=5, cleaning=CLEAN_ALL)
+    vocab = hl.build_word_vocab([["b", "a", "b"], ["c", "a", "b"]], vocab_size=5, cleaning=CLEAN_ALL)
     assert vocab["tokens"] == ["<pad>", "<unk>", "<end>", "b", "a"]
     assert vocab["cleaning"] == CLEAN_ALL
 
 
 def test_rows_pad_on_the_right_and_end_with_the_end_token():
-    vocab = th.build_word_vocab([["x", "y", "z"]], 10, CLEAN_ALL)
-    rows, cut = th.headline_rows([["x", "y"], ["x", "q", "y", "z"]], vocab, max_length=3)
+    vocab = hl.build_word_vocab([["x", "y", "z"]], 10, CLEAN_ALL)
+    rows, cut = hl.headline_rows([["x", "y"], ["x", "q", "y", "z"]], vocab, max_length=3)
     x, y, z = (vocab["tokens"].index(w) for w in "xyz")
     assert rows.tolist() == [[x, y, 2, 0], [x, 1, y, 0]]  # the second was cut: no end token
     assert cut == 1
@@ -52,10 +53,10 @@ def test_rows_pad_on_the_right_and_end_with_the_end_token():
 
 def test_split_is_by_distinct_headline():
     headlines = [f"h{i}" for i in range(50)] + ["h1", "h2", "h3"]
-    train, val = th.split_headlines(headlines, 0.2, seed=3)
+    train, val = hl.split_headlines(headlines, 0.2, seed=3)
     assert len(val) == 10 and len(train) == 40
     assert not set(train) & set(val)
-    assert th.split_headlines(headlines, 0.2, seed=3) == (train, val)
+    assert hl.split_headlines(headlines, 0.2, seed=3) == (train, val)
 
 
 def run_stage(tmp, source, **params):
@@ -77,7 +78,7 @@ def test_stage_on_a_served_csv_counts_what_it_dropped_and_repaired(server, in_tm
         train_rows = {" ".join(vocab["tokens"][i] for i in row if i) for row in f["rows"]}
     with np.load(in_tmp / "data/headlines/val.npz") as f:
         assert len(f["rows"]) == 2
-    train, _ = th.split_headlines(CLEANED, 0.2, seed=1)
+    train, _ = hl.split_headlines(CLEANED, 0.2, seed=1)
     assert train_rows == {" ".join(h.split()[:8]) + ("" if len(h.split()) > 8 else " <end>") for h in train}
 
 

@@ -10,12 +10,13 @@ import sys
 import numpy as np
 import pytest
 
-from errors import UserError
-from sampling import Stepper, sample_next
+from lstm_textgen.errors import UserError
+from lstm_textgen.sampling import Stepper, sample_next
 from conftest import ROOT, TINY, headlines_csv, run_data_stages, write_params
 
 import keras  # noqa: E402
-import lstm  # noqa: E402
+from lstm_textgen import model as lstm  # noqa: E402
+from lstm_textgen import training
 
 
 def test_the_lstm_layers_are_cudnn_eligible():
@@ -102,11 +103,10 @@ def test_training_writes_the_model_and_its_scores(trained):
 
 def test_a_resumed_run_drops_epochs_logged_after_the_last_checkpoint(tmp_path):
     """Killed between DVCLive's row for epoch 3 and the checkpoint of epoch 3: that row goes."""
-    import train_lstm
     log = tmp_path / "plots/metrics/eval/loss.tsv"
     log.parent.mkdir(parents=True)
     log.write_text("step\tloss\n0\t3.1\n1\t2.9\n2\t2.8\n")
-    train_lstm.keep_logged_epochs(tmp_path, done=2)
+    training.keep_logged_epochs(tmp_path, done=2)
     assert log.read_text() == "step\tloss\n0\t3.1\n1\t2.9\n"
 
 
@@ -116,9 +116,8 @@ import runpy, sys
 import tensorflow as tf
 cpu, = tf.config.list_physical_devices("CPU")
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-sys.path.insert(0, sys.argv[1])
-sys.argv = ["train_lstm.py", "char"]
-runpy.run_path(sys.path[0] + "/train_lstm.py", run_name="__main__")
+sys.argv = [sys.argv[1], "char"]
+runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
 
@@ -127,7 +126,7 @@ def test_mirrored_training_on_two_devices_matches_one_device(trained, tmp_path):
     each replica takes half of every batch, and the result matches one device's."""
     scores = {}
     for name, launch in (("one_device", [str(ROOT / "stages/train_lstm.py"), "char"]),
-                         ("mirrored", ["-c", TWO_DEVICES, str(ROOT / "stages")])):
+                         ("mirrored", ["-c", TWO_DEVICES, str(ROOT / "stages/train_lstm.py")])):
         work = tmp_path / name
         shutil.copytree(trained, work, ignore=shutil.ignore_patterns("models", "train"))
         write_params(work, **{**TINY, "train_lstm": {**TINY["train_lstm"], "epochs": 2, "dropout": 0.0, "distribute": name}})

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, TINY, run_data_stages, write_params
-from errors import UserError
-from train_lstm import Role, worker_role
+from lstm_textgen.errors import UserError
+from lstm_textgen.training import Role, worker_role
 
 PARAM = "train-lstm.distribute"
 # A small batch and a high learning rate: validation loss bottoms out after a few epochs and
@@ -177,7 +177,7 @@ def test_a_missing_or_malformed_tf_config_is_named(tf_config, problem):
     with pytest.raises(UserError) as err:
         worker_role(tf_config, PARAM)
     assert problem in str(err.value) and f"{PARAM} is multi_worker" in str(err.value)
-    assert "README.md, 'Training on several machines'" in str(err.value)
+    assert "docs/gpus.md" in str(err.value)
 
 
 def test_each_process_finds_its_place_in_the_cluster():
@@ -196,7 +196,7 @@ def test_the_stage_says_so_before_loading_tensorflow(tmp_path, monkeypatch):
     script = ("import runpy, sys\nsys.argv = [sys.argv[1], 'char']\ntry:\n    runpy.run_path(sys.argv[0], run_name='__main__')\n"
               "except SystemExit as exit:\n    print('tensorflow' in sys.modules, exit.code)")
     proc = subprocess.run([sys.executable, "-c", script, str(ROOT / "stages/train_lstm.py")], cwd=tmp_path,
-                          env={**os.environ, "PYTHONPATH": str(ROOT / "stages")}, capture_output=True, text=True,
+                          capture_output=True, text=True,
                           timeout=120)
     assert proc.stdout.split() == ["False", "1"], proc.stderr
     assert proc.stderr.startswith(f"error: {PARAM} is multi_worker, but the TF_CONFIG environment variable is not set")

@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, make_dvc_project, sh
+from lstm_textgen import training
 
 PAGE = ".dvc/plots_page.html"
 EPOCHS = {"train-lstm": 3, "train-lstm-headlines": 2}
@@ -263,7 +264,7 @@ def test_the_committed_page_is_what_vl_convert_makes():
     its JavaScript comes from that package, nothing else was pasted in."""
     if not os.environ.get("CI"):
         pytest.importorskip("vl_convert", reason="vl-convert-python (requirements.txt) is not installed")
-    proc = subprocess.run([sys.executable, "stages/plots_page.py", "--check"], cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "lstm_textgen", "plots-page", "--check"], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     config = (ROOT / ".dvc/config").read_text()
     assert re.search(r"^\s*html_template = plots_page\.html$", config, re.MULTILINE)
@@ -272,13 +273,12 @@ def test_the_committed_page_is_what_vl_convert_makes():
 
 
 def test_loss_table_from_dvclives_logs(tmp_path):
-    import train_lstm
 
     for split, losses in (("train", ["3.1", "2.5"]), ("eval", ["3.0", "2.7"])):
         log = tmp_path / f"plots/metrics/{split}/loss.tsv"
         log.parent.mkdir(parents=True)
         log.write_text("step\tloss\n" + "".join(f"{i}\t{v}\n" for i, v in enumerate(losses)))
-    assert train_lstm.loss_table(tmp_path) == "epoch\ttrain\tvalidation\n1\t3.1\t3.0\n2\t2.5\t2.7\n"
+    assert training.loss_table(tmp_path) == "epoch\ttrain\tvalidation\n1\t3.1\t3.0\n2\t2.5\t2.7\n"
 
 
 START_UP = """WARNING: All log messages before absl::InitializeLog() is called are written to STDERR
@@ -294,7 +294,7 @@ E0000 00:00:1795454105.2   23535 some_op.cc:99] an error that matters
 
 
 def test_start_up_logging_keeps_only_what_matters():
-    import lstm
+    from lstm_textgen import model as lstm
 
     assert lstm.startup_log_that_matters(START_UP, 2) == (
         "/x/y.py:3: UserWarning: something Python warned about\n  warnings.warn(\"something\")\n"

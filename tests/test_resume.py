@@ -17,9 +17,9 @@ from conftest import ROOT, TINY, book_body, run_data_stages, write_params
 from test_base_model import BASE_MODEL, BASE_VOCAB, write_base_vocab
 
 import keras  # noqa: E402
-import lstm  # noqa: E402
-import train_lstm  # noqa: E402
-from train_lstm import Best, early_stopping_state  # noqa: E402
+from lstm_textgen import model as lstm  # noqa: E402
+from lstm_textgen.training import Best, early_stopping_state  # noqa: E402
+from lstm_textgen import training
 
 
 # --- the rebuilt early-stopping state ----------------------------------------------------------
@@ -65,17 +65,17 @@ def write_log(live_dir, losses):
 def test_a_checkpoint_without_its_best_weights_or_log_cannot_resume(tmp_path):
     weights = [np.arange(6, dtype=np.float32).reshape(2, 3), np.ones(3, np.float32)]
     write_log(tmp_path / "live", [3.0, 2.0, 2.4])
-    assert train_lstm.logged_val_losses(tmp_path / "live") == [3.0, 2.0, 2.4]
-    assert train_lstm.missing_for_resume(tmp_path, done=3) == "the weights of its best epoch (2)"
-    train_lstm.save_best_weights(tmp_path, 1, weights)
-    assert train_lstm.missing_for_resume(tmp_path, done=3) is None
-    assert all(np.array_equal(a, b) for a, b in zip(train_lstm.saved_best_weights(tmp_path, 1), weights))
-    assert train_lstm.saved_best_weights(tmp_path, 0) is None
-    assert train_lstm.missing_for_resume(tmp_path, done=4) == "a logged validation loss for each of its 4 epochs"
+    assert training.logged_val_losses(tmp_path / "live") == [3.0, 2.0, 2.4]
+    assert training.missing_for_resume(tmp_path, done=3) == "the weights of its best epoch (2)"
+    training.save_best_weights(tmp_path, 1, weights)
+    assert training.missing_for_resume(tmp_path, done=3) is None
+    assert all(np.array_equal(a, b) for a, b in zip(training.saved_best_weights(tmp_path, 1), weights))
+    assert training.saved_best_weights(tmp_path, 0) is None
+    assert training.missing_for_resume(tmp_path, done=4) == "a logged validation loss for each of its 4 epochs"
     write_log(tmp_path / "live", [3.0, 2.0])
-    assert train_lstm.missing_for_resume(tmp_path, done=2) is None  # the best is the last: the backup holds it
+    assert training.missing_for_resume(tmp_path, done=2) is None  # the best is the last: the backup holds it
     (tmp_path / "live/plots/metrics/eval/loss.tsv").write_text("step\tloss\n0\t3.0\n0\t2.0\n")
-    assert train_lstm.missing_for_resume(tmp_path, done=2) == "a log of one row per epoch"
+    assert training.missing_for_resume(tmp_path, done=2) == "a log of one row per epoch"
 
 
 def test_such_a_checkpoint_starts_fresh_and_says_why(tmp_path):
@@ -85,7 +85,7 @@ def test_such_a_checkpoint_starts_fresh_and_says_why(tmp_path):
     (folder / "fingerprint.json").write_text(json.dumps(fingerprint))
     (folder / "backup/training_metadata.json").write_text('{"epoch": 3, "batch": 0}')
     write_log(folder / "live", [3.0, 2.0, 2.4, 2.6])  # the 4th row: logged, then killed before its checkpoint
-    assert train_lstm.prepare_checkpoint(folder, fingerprint) == (
+    assert training.prepare_checkpoint(folder, fingerprint) == (
         0, f"starting fresh: the checkpoint in {folder} lacks the weights of its best epoch (2)")
     assert sorted(p.name for p in folder.iterdir()) == ["fingerprint.json"]
 

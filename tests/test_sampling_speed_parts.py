@@ -5,7 +5,8 @@ top-k, top-p and banned tokens."""
 import numpy as np
 import pytest
 
-from sampling import Stepper, generate, sample_next
+from lstm_textgen import sampling
+from lstm_textgen.sampling import Stepper, generate, sample_next
 
 
 def random_weights(vocab: int, embedding: int, units: list[int], seed: int = 0) -> dict:
@@ -93,3 +94,31 @@ def test_streaming_each_token_draws_the_text_of_one_call():
     assert at_once == one_by_one
     assert len(streamed) < 60  # both rows ended, one well before the other
     assert [row[:row.index(1)] for row in np.array(streamed).T.tolist()] == at_once
+
+
+@pytest.mark.parametrize("settings", [dict(), dict(top_k=5), dict(top_p=0.8), dict(top_k=9, top_p=0.5, banned=[0, 3]),
+                                      dict(end_id=2, temperature=1.5)])
+def test_the_numpy_step_and_draw_give_the_c_ones_text(settings, monkeypatch):
+    """Without a C compiler the NumPy step and draw take over, and draw the same text for the same
+    seed and settings: two rows of 300 tokens, through 2 layers whose sizes no panel divides."""
+    stepper = Stepper(random_weights(vocab=41, embedding=12, units=[70, 33], seed=4))
+    seeds = [np.array([1, 2, 3]), np.array([7, 8, 9])]
+    settings = {"temperature": 0.8, "top_k": None, **settings}
+    texts = {}
+    for use_c in (True, False):
+        monkeypatch.setattr(sampling, "USE_C", use_c)
+        assert (sampling.compiled() is not None) == use_c
+        texts[use_c] = generate(stepper, seeds, 300, rng=np.random.default_rng(11), **settings)
+    assert texts[True] == texts[False]
+    assert sum(map(len, texts[True])) > (20 if "end_id" in settings else 500)  # long enough to tell apart
+
+
+def test_the_numpy_draw_keeps_the_nucleus_and_the_top_k_as_the_c_does(monkeypatch):
+    logits = np.log(np.array([[0.5, 0.3, 0.15, 0.05], [0.05, 0.15, 0.3, 0.5]], np.float32))
+    for use_c in (True, False):
+        monkeypatch.setattr(sampling, "USE_C", use_c)
+        rng = np.random.default_rng(0)
+        drawn = {tuple(sample_next(logits, 1.0, None, rng, top_p=0.7)) for _ in range(200)}
+        assert {d[0] for d in drawn} == {0, 1} and {d[1] for d in drawn} == {3, 2}
+        drawn = {tuple(sample_next(logits, 1.0, 1, rng, banned=[0])) for _ in range(50)}
+        assert drawn == {(1, 3)}

@@ -9,21 +9,31 @@ import yaml
 
 from conftest import ROOT, sh
 
-STAGES_DIR = ROOT / "stages"
+PACKAGE = "lstm_textgen"
+
+
+def modules_imported(path: str) -> set[str]:
+    """The package modules that the file at `path` imports itself, at any place in it, as paths
+    from the root: `import lstm_textgen.x`, `from lstm_textgen.x import …`, `from lstm_textgen import x`."""
+    found = set()
+    for node in ast.walk(ast.parse((ROOT / path).read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.startswith(f"{PACKAGE}.")}
+        elif isinstance(node, ast.ImportFrom) and node.module == PACKAGE:
+            found |= {f"{PACKAGE}.{a.name}" for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith(f"{PACKAGE}."):
+            found.add(node.module)
+    return {name.replace(".", "/") + ".py" for name in found}
 
 
 def project_imports(script: str) -> set[str]:
-    """`script` and every module of stages/ it imports, at any depth, as paths from the root."""
+    """`script` and every module of the package it imports, at any depth, as paths from the root."""
     seen, todo = set(), [script]
     while todo:
         path = todo.pop()
-        if path in seen:
-            continue
-        seen.add(path)
-        for node in ast.walk(ast.parse((ROOT / path).read_text(encoding="utf-8"))):
-            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
-                     else [node.module] if isinstance(node, ast.ImportFrom) and node.module else [])
-            todo += [f"stages/{n}.py" for n in names if (STAGES_DIR / f"{n}.py").is_file()]
+        if path not in seen:
+            seen.add(path)
+            todo += [m for m in modules_imported(path) if (ROOT / m).is_file()]
     return seen
 
 
@@ -39,9 +49,19 @@ def test_every_stage_lists_exactly_the_code_it_imports():
 
 
 def test_the_import_walk_follows_modules_that_import_modules():
-    assert "stages/errors.py" in project_imports("stages/params.py")  # params → errors
-    assert project_imports("stages/window.py") >= {"stages/errors.py", "stages/files.py", "stages/params.py"}
-    assert "stages/lstm.py" not in project_imports("stages/sample.py")  # sampling needs no TensorFlow
+    assert "lstm_textgen/errors.py" in project_imports("lstm_textgen/params.py")  # params → errors
+    assert project_imports("stages/window.py") >= {"lstm_textgen/errors.py", "lstm_textgen/files.py",
+                                                   "lstm_textgen/params.py", "lstm_textgen/windows.py"}
+    assert "lstm_textgen/model.py" not in project_imports("stages/sample.py")  # sampling needs no TensorFlow
+    # train-lstm imports the model inside functions, after its checks: still a dependency
+    assert "lstm_textgen/model.py" in project_imports("stages/train_lstm.py")
+
+
+def test_the_package_init_holds_no_code():
+    """No stage lists lstm_textgen/__init__.py, which every import of the package runs: it must
+    stay a docstring, so that editing it cannot change what a stage does."""
+    tree = ast.parse((ROOT / "lstm_textgen/__init__.py").read_text(encoding="utf-8"))
+    assert all(isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) for node in tree.body)
 
 
 def status_of(repo, env) -> set[str]:
@@ -52,12 +72,12 @@ def status_of(repo, env) -> set[str]:
 def test_editing_a_module_makes_only_the_stages_that_run_it_stale(reproduced_project, tmp_path):
     repo, env = reproduced_project(tmp_path / "repo")
     assert status_of(repo, env) == set()
-    original = (repo / "stages/sampling.py").read_text()
-    (repo / "stages/sampling.py").write_text(original + "\n# an edit\n")
+    original = (repo / "lstm_textgen/sampling.py").read_text()
+    (repo / "lstm_textgen/sampling.py").write_text(original + "\n# an edit\n")
     assert status_of(repo, env) == {"sample", "sample-headlines"}
-    (repo / "stages/sampling.py").write_text(original)
+    (repo / "lstm_textgen/sampling.py").write_text(original)
     assert status_of(repo, env) == set()
-    (repo / "stages/download.py").write_text((repo / "stages/download.py").read_text() + "\n# an edit\n")
+    (repo / "lstm_textgen/download.py").write_text((repo / "lstm_textgen/download.py").read_text() + "\n# an edit\n")
     assert status_of(repo, env) == {"download-gutenberg", "tokenize-headlines"}
     # ... and repro reruns those and what follows them only where their outputs changed
     ran = re.findall(r"Running stage '([^']+)'", sh(["dvc", "repro"], repo, env).stdout)

@@ -1,12 +1,12 @@
 """The page `dvc plots show` and `dvc plots diff` fill in, with its plotting code inside it.
 
-    python stages/plots_page.py            # (re)writes .dvc/plots_page.html, which .dvc/config names
-    python stages/plots_page.py --check    # exit 1 if that file is not what this script makes
+    lstm-textgen plots-page            # (re)writes .dvc/plots_page.html, which .dvc/config names
+    lstm-textgen plots-page --check    # exit 1 if that file is not what this script makes
 
 Not a stage: the page is committed (about 900 kB), so a fresh clone draws its plots offline with
 no step of its own. DVC's default page loads Vega, Vega-Lite and vega-embed from a CDN: without
 the internet it stays a blank white page, with no error. This one carries the three libraries
-inline, bundled by vl-convert-python (pinned in requirements.txt) from the versions it ships,
+inline, bundled by vl-convert-python (the `plots` extra, pinned in requirements.lock) from the versions it ships,
 Vega-Lite 5 as DVC's specs declare. DVC replaces `{plot_divs}` with one <div> per plot whose
 script calls `vegaEmbed('#id', spec)`; here vegaEmbed draws SVG (crisp, and what tests can read
 back), and its menu keeps the exports that work offline (SVG, PNG) and the spec's source.
@@ -16,7 +16,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from files import write_text
+from lstm_textgen.errors import UserError
+from lstm_textgen.files import write_text
 
 PAGE = Path(".dvc/plots_page.html")  # .dvc/config: [plots] html_template = plots_page.html
 VEGA_LITE = "5.21"  # DVC's templates are Vega-Lite v5 specs
@@ -65,7 +66,7 @@ TEMPLATE = """<!DOCTYPE html>
     <meta charset="utf-8">
     REFRESH
     <title>DVC Plot</title>
-    <!-- Made by `python stages/plots_page.py`: do not edit. Vega @VEGA@, Vega-Lite @VL@ and vega-embed
+    <!-- Made by `lstm-textgen plots-page`: do not edit. Vega @VEGA@, Vega-Lite @VL@ and vega-embed
          @EMBED@, bundled by vl-convert-python @CONVERT@. No script here loads anything from the network. -->
     <script>
 BUNDLE
@@ -85,7 +86,11 @@ BUNDLE
 def page() -> str:
     """The HTML template: DVC fills in {plot_divs} (and {refresh_tag}); {scripts}, where DVC's
     default page puts its CDN links, is left out on purpose."""
-    import vl_convert
+    try:
+        import vl_convert
+    except ImportError:
+        raise UserError("the page is bundled by vl-convert-python, which is not installed: "
+                        "pip install -c requirements.lock -e '.[plots]'")
 
     bundle = vl_convert.javascript_bundle(SNIPPET, vl_version=VEGA_LITE)
     # The bundle is inlined in a classic script: nothing in it may close the tag or look like
@@ -101,22 +106,18 @@ def page() -> str:
             .replace("BUNDLE", "(function () {\n" + bundle + "\n})();"))
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv=None, prog=None) -> None:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="examples:\n" + __doc__.split("\n\n")[1])
     parser.add_argument("--check", action="store_true", help="compare, do not write")
     parser.add_argument("--out", type=Path, default=PAGE, help=f"where to write it (default {PAGE})")
     args = parser.parse_args(argv)
     text = page()
     if args.check:
         if not args.out.is_file() or args.out.read_text(encoding="utf-8") != text:
-            print(f"{args.out} is not what the installed vl-convert-python makes: run python stages/plots_page.py",
-                  file=sys.stderr)
-            return 1
-        return 0
+            raise UserError(f"{args.out} is not what the installed vl-convert-python makes: run "
+                            "`lstm-textgen plots-page`")
+        return
     write_text(args.out, text)
     print(f"wrote {args.out} ({len(text.encode()) / 1e3:.0f} kB)", file=sys.stderr)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

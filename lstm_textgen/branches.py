@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from errors import UserError
+from lstm_textgen.errors import UserError
 
 BRANCHES = {
     "char": {"train": "data/windows/train.npz", "val": "data/windows/val.npz", "vocab": "data/vocab/chars.json",

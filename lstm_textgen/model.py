@@ -93,7 +93,7 @@ with native_startup_log_filtered():
 
 import numpy as np  # noqa: E402
 
-from errors import UserError  # noqa: E402
+from lstm_textgen.errors import UserError  # noqa: E402
 
 
 def build_model(vocab_size: int, embedding_dim: int, units: int, layers: int, dropout: float) -> keras.Model:

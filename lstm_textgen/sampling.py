@@ -1,6 +1,8 @@
 """Sampling: running a trained model one token at a time and drawing each next token, on the
 weights train-lstm saves beside the model (data/models/<branch>.npz), so neither the sample stage
-nor generate.py imports TensorFlow. The step and the draw are a little C, compiled on first use."""
+nor `lstm-textgen generate` imports TensorFlow. The step and the draw are a little C, compiled on
+first use by the machine's C compiler; where there is none, the same step and draw in NumPy take
+over (slower, and said once on stderr), drawing the same text for the same seed."""
 
 from __future__ import annotations
 
@@ -10,14 +12,15 @@ import hashlib
 import os
 import platform
 import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from errors import UserError
-from text import clean_headline, clean_text
-from vocab import encode_chars, encode_words
+from lstm_textgen.errors import UserError
+from lstm_textgen.cleaning import clean_headline, clean_text
+from lstm_textgen.vocab import encode_chars, encode_words
 
 # At batch 1 a step is a few small products, too small for NumPy: each NumPy call costs more than
 # its arithmetic (about 7,000 chars/s). Compiled, a step is bound by streaming the weights in from
@@ -194,25 +197,33 @@ def _cpu() -> str:
                                      info)
 
 
+# False: the NumPy step and draw, even where the C builds (tests and benchmarks compare the two).
+USE_C = True
+
+
 @functools.cache
-def _library() -> ctypes.CDLL:
+def _library() -> ctypes.CDLL | None:
     """The C above as a shared library, built by the C compiler ($CC, else cc) into __pycache__
-    once per source and flags (a fraction of a second), then only loaded."""
-    digest = hashlib.sha256("\n".join([_C_SOURCE, *_C_FLAGS, _cpu()]).encode()).hexdigest()[:16]
+    once per source, flags, CPU and compiler (a fraction of a second), then only loaded; None where it cannot be
+    built (no compiler, $CC empty or broken), after saying so once: the NumPy step then runs."""
+    compiler = os.environ.get("CC", "cc").strip()
+    if not compiler:
+        return _without_c("$CC is empty")
+    digest = hashlib.sha256("\n".join([_C_SOURCE, *_C_FLAGS, _cpu(), compiler]).encode()).hexdigest()[:16]
     path = Path(__file__).with_name("__pycache__") / f"sampling-{digest}.so"
     if not path.exists():
-        path.parent.mkdir(exist_ok=True)
         partial = path.with_name(f"{path.name}.{os.getpid()}.partial")  # renamed when whole, for concurrent starts
-        compiler = os.environ.get("CC", "cc")
         try:
-            subprocess.run([compiler, *_C_FLAGS, "-x", "c", "-", "-o", str(partial), "-lm"], input=_C_SOURCE,
-                           text=True, capture_output=True, check=True)
+            path.parent.mkdir(exist_ok=True)
+            subprocess.run([*compiler.split(), *_C_FLAGS, "-x", "c", "-", "-o", str(partial), "-lm"],
+                           input=_C_SOURCE, text=True, capture_output=True, check=True)
+            os.replace(partial, path)
         except FileNotFoundError:
-            raise UserError(f"sampling compiles a little C on its first run, and there is no C compiler "
-                            f"`{compiler}`; install one (e.g. `apt-get install gcc`) or name it in $CC")
+            return _without_c(f"there is no C compiler `{compiler}`")
         except subprocess.CalledProcessError as err:
-            raise UserError(f"compiling the sampler's C with `{compiler}` failed:\n{err.stderr}")
-        os.replace(partial, path)
+            return _without_c(f"`{compiler}` could not compile it ({(err.stderr.strip().splitlines() or ['?'])[-1]})")
+        except OSError as err:
+            return _without_c(f"it could not be built ({err})")
     lib = ctypes.CDLL(str(path))
     batch = ctypes.POINTER(_CBatch)
     lib.sampler_step.argtypes, lib.sampler_step.restype = [batch], None
@@ -220,6 +231,17 @@ def _library() -> ctypes.CDLL:
     lib.sampler_run.argtypes = [batch, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
     lib.sampler_run.restype = ctypes.c_int
     return lib
+
+
+def _without_c(reason: str) -> None:
+    print(f"note: sampling with NumPy, a few times slower than the sampler's C step, because {reason}; "
+          "for the fast one, install a C compiler (e.g. `apt-get install gcc`) or name one in $CC", file=sys.stderr)
+    return None
+
+
+def compiled() -> ctypes.CDLL | None:
+    """The C step and draw, or None for NumPy's."""
+    return _library() if USE_C else None
 
 
 def _token_ids(ids, vocab_size: int) -> np.ndarray:
@@ -252,9 +274,9 @@ class _Batch:
         self.tokens, self.ended = np.zeros(rows, np.int64), np.zeros(rows, np.bool_)
         self.state = stepper.initial_state(rows) if stepper else np.empty((rows, 0), np.float32)
         self.logits, self.banned = np.empty((rows, vocab), np.float32), _token_ids(banned, vocab)
-        fields = _CBatch(vocab=vocab, rows=rows, inv_temperature=1 / temperature, top_k=top_k or 0,
-                         top_p=1.0 if top_p is None else top_p, n_banned=len(self.banned),
-                         end_id=-1 if end_id is None else end_id,
+        self.settings = dict(inv_temperature=1 / temperature, top_k=top_k or 0, top_p=1.0 if top_p is None else top_p,
+                             end_id=-1 if end_id is None else end_id)
+        fields = _CBatch(vocab=vocab, rows=rows, n_banned=len(self.banned), **self.settings,
                          **{name: getattr(self, name).ctypes.data
                             for name in ("banned", "tokens", "state", "logits", "ended")},
                          **(stepper.c_model if stepper else {}))
@@ -262,17 +284,81 @@ class _Batch:
 
     def step(self):
         """Each row's token in, its state advanced, its logits out."""
-        _library().sampler_step(self._c)
+        lib = compiled()
+        lib.sampler_step(self._c) if lib else _numpy_step(self)
 
     def draw(self, u: np.ndarray):
         """Each row's next token, from its logits and u (a uniform number per row), into `tokens`."""
-        _library().sampler_draw(self._c, u.ctypes.data)
+        lib = compiled()
+        lib.sampler_draw(self._c, u.ctypes.data) if lib else _numpy_draw(self, u)
 
     def run(self, u: np.ndarray, out: np.ndarray) -> int:
         """Step and draw len(u) times, with a row of u (uniform numbers, one per row) each time,
         the tokens into the rows of `out` (C order); stop early once every row has drawn the end
         token. Returns the draws made."""
-        return _library().sampler_run(self._c, len(u), u.ctypes.data, out.ctypes.data)
+        lib = compiled()
+        if lib:
+            return lib.sampler_run(self._c, len(u), u.ctypes.data, out.ctypes.data)
+        for t, row in enumerate(u):
+            self.step()
+            self.draw(row)
+            out[t] = self.tokens
+            self.ended |= self.tokens == self.settings["end_id"]
+            if self.ended.all():
+                return t + 1
+        return len(u)
+
+
+# The C's step and draw in NumPy, operation for operation (the same rational tanh, the same
+# ranking and inverse-CDF draw), for machines without a C compiler: a step costs a few NumPy
+# calls per layer, each more than its arithmetic at batch 1, hence the C.
+
+def _tanh(x: np.ndarray) -> np.ndarray:
+    x = np.clip(x, np.float32(-7.90531110), np.float32(7.90531110))
+    x2 = x * x
+    p = np.float32(-2.76076847742355e-16)
+    for c in (2.00018790482477e-13, -8.60467152213735e-11, 5.12229709037114e-08, 1.48572235717979e-05,
+              6.37261928875436e-04, 4.89352455891786e-03):
+        p = p * x2 + np.float32(c)
+    q = np.float32(1.19825839466702e-06)
+    for c in (1.18534705686654e-04, 2.26843463243900e-03, 4.89352518554385e-03):
+        q = q * x2 + np.float32(c)
+    return x * p / q
+
+
+def _numpy_step(batch: "_Batch") -> None:
+    model, s = batch.stepper, batch.state
+    h_size, start, below = sum(model.units), 0, 0
+    for layer, u in enumerate(model.units):
+        table = model.tables[layer][batch.tokens] if layer == 0 else model.tables[layer]
+        z = table + s[:, start - below:start + u] @ model.dense_kernels[layer]
+        c = s[:, h_size + start:h_size + start + u]
+        c[:] = (_tanh(z[:, u:2 * u]) + 1) / 2 * c + (_tanh(z[:, :u]) + 1) / 2 * _tanh(z[:, 3 * u:4 * u])
+        s[:, start:start + u] = (_tanh(z[:, 2 * u:3 * u]) + 1) / 2 * _tanh(c)
+        start, below = start + u, u
+    logits = model.out_bias + s[:, start - below:start] @ model.dense_out_kernel
+    batch.logits[:] = logits[:, :model.vocab_size]
+
+
+def _numpy_draw(batch: "_Batch", u: np.ndarray) -> None:
+    settings, vocab = batch.settings, batch.logits.shape[1]
+    top_k = settings["top_k"] if 0 < settings["top_k"] < vocab else 0
+    for r, logits in enumerate(batch.logits):
+        w = logits.astype(np.float64) * settings["inv_temperature"]
+        w[batch.banned] = -np.inf
+        ranked = np.lexsort((np.arange(vocab), -w))  # most likely first, ties by id
+        if top_k:
+            w[w < w[ranked[top_k - 1]]] = -np.inf
+        w = np.exp(w - w.max())
+        total = np.cumsum(w)[-1]
+        if settings["top_p"] < 1:  # a token stays if the tokens ranked above it hold less than top_p
+            above = np.concatenate([[0.0], np.cumsum(w[ranked])[:-1]])
+            dropped = ranked[above >= settings["top_p"] * total]
+            total -= w[dropped].sum()
+            w[dropped] = 0
+        running = np.cumsum(w)
+        drawable = np.flatnonzero((w > 0) & (running > u[r] * total))
+        batch.tokens[r] = drawable[0] if len(drawable) else np.flatnonzero(w > 0)[-1]
 
 
 def sample_next(logits: np.ndarray, temperature: float, top_k: int | None, rng: np.random.Generator,
@@ -332,8 +418,12 @@ class Stepper:
         self.kernels = [r1[:, o1] * s1,
                         *[np.vstack([k, r])[:, o] * sc for (k, r, _), o, sc in zip(layers[1:], order[1:], scale[1:])]]
         # laid out as the C's affine reads them: columns padded to panels
-        self.tables, self.kernels = [_padded(t) for t in self.tables], [_panels(k) for k in self.kernels]
+        kernels = self.kernels
+        self.tables, self.kernels = [_padded(t) for t in self.tables], [_panels(k) for k in kernels]
         self.out_kernel, self.out_bias = _panels(weights["logits_kernel"]), _padded(weights["logits_bias"])
+        # the same, unpanelled, for the NumPy step
+        self.dense_kernels = [_padded(k) for k in kernels]
+        self.dense_out_kernel = _padded(weights["logits_kernel"])
         self.vocab_size = weights["logits_bias"].shape[0]
         # the model's fields of the C's batch_t (the arrays they point into live as long as self does)
         self._c_arrays = dict(units=np.array(self.units, np.int64), out_kernel=self.out_kernel, out_bias=self.out_bias,

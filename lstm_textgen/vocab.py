@@ -5,13 +5,15 @@ stands for them."""
 from __future__ import annotations
 
 import json
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 
-from errors import UserError
+from lstm_textgen.errors import UserError
+from lstm_textgen.files import sha256_file
 
 UNKNOWN_CHAR = "\ufffd"
 
@@ -94,3 +96,36 @@ def read_vocab(path) -> dict:
     except (OSError, ValueError) as err:
         raise UserError(f"cannot read vocabulary {path}: {err}; run `dvc repro encode-vocab`")
     return vocab
+
+
+def read_base_vocab(path: str) -> dict:
+    """A base model's character vocabulary, as its encode-vocab wrote it."""
+    try:
+        base = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"params.yaml: encode-vocab.base_vocab = {path!r}: no such file. Bring the base model's "
+                        f"vocabulary in with `dvc import <base repo> data/vocab/chars.json -o {path}` (docs/own-text.md), "
+                        "or `dvc pull` if this project imports it already")
+    except (OSError, ValueError) as err:
+        raise UserError(f"cannot read the base vocabulary {path} ({err}); `dvc update {path}.dvc` fetches it again")
+    if not (isinstance(base, dict) and base.get("unit") == "char" and isinstance(base.get("tokens"), list)):
+        raise UserError(f"{path} is not a character vocabulary (data/vocab/chars.json of a project like this one)")
+    return base
+
+
+def on_base(base: dict, path: str, counts: dict, cleaning: dict, corpus: Path) -> dict:
+    """The vocabulary for a corpus (`counts`) trained on from a base model: the base's tokens;
+    a corpus character outside them is refused by name if the base has no unknown token."""
+    outside = outside_vocab(counts, base)
+    if outside and not base.get("unknown"):
+        shown = ", ".join(f"{c!r} ({n:,})" for c, n in sorted(outside.items(), key=lambda cn: -cn[1])[:20])
+        raise UserError(
+            f"{corpus} has {len(outside)} characters that the base vocabulary {path} lacks, and it has no unknown "
+            f"token to map them to: {shown}. Clean them away (strip-boilerplate.lowercase, ascii_punctuation), "
+            "or pretrain the base with encode-vocab.min_count of 2 or more, so that its rare characters share "
+            "an unknown token")
+    if base.get("cleaning") not in (None, cleaning):
+        print(f"warning: the base model's text was cleaned with {base['cleaning']}, this corpus with {cleaning}: "
+              f"{sum(outside.values()):,} characters fall outside its vocabulary", file=sys.stderr)
+    return {"unit": "char", "tokens": base["tokens"], "unknown": base.get("unknown"), "cleaning": cleaning,
+            "base": {"path": path, "sha256": sha256_file(path)}}

@@ -1,10 +1,10 @@
-"""audit: what produced a sample text, or a model? Not a DVC stage: a command for people.
+"""audit: what produced a sample text, or a model? A command for people (`lstm-textgen audit`).
 
-    python stages/audit.py metrics/sample/char/samples.txt                 # as in the workspace
-    python stages/audit.py metrics/sample/char/samples.txt --rev HEAD~3    # at a commit, branch or tag
-    python stages/audit.py metrics/sample/char/samples.txt --rev exp-name  # in a DVC experiment
-    python stages/audit.py data/models/char.npz                            # a model (DVC-tracked files too)
-    python stages/audit.py ... --json                                      # the same, as JSON
+    lstm-textgen audit metrics/sample/char/samples.txt                 # as in the workspace
+    lstm-textgen audit metrics/sample/char/samples.txt --rev HEAD~3    # at a commit, branch or tag
+    lstm-textgen audit metrics/sample/char/samples.txt --rev exp-name  # in a DVC experiment
+    lstm-textgen audit data/models/char.npz                            # a model (DVC-tracked files too)
+    lstm-textgen audit ... --json                                      # the same, as JSON
 
 Everything comes from what DVC already records: dvc.lock at that revision names the stage that
 wrote the file, the file's hash at the end of that run, and, walking the stage's dependencies
@@ -24,7 +24,7 @@ from pathlib import PurePosixPath
 
 import yaml
 
-from errors import UserError, run
+from lstm_textgen.errors import UserError
 
 
 def git(*args: str) -> str:
@@ -206,17 +206,16 @@ def audit_file(path: str, rev: str | None = None, repo: str | None = None) -> di
     return report
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def main(argv=None, prog=None) -> None:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="examples:\n" + __doc__.split("\n\n")[1])
     parser.add_argument("path", help="a file a stage wrote, e.g. metrics/sample/char/samples.txt")
     parser.add_argument("--rev", help="a git revision or DVC experiment name (default: the workspace)")
     parser.add_argument("--repo", help="another clone of the project (a path or git URL); DVC-tracked files "
                                        "come from its DVC remote")
     parser.add_argument("--json", action="store_true", help="print JSON")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     report = audit_file(args.path, args.rev, args.repo)
     print(json.dumps(report, indent=2) if args.json else format_report(report), end="" if not args.json else "\n")
 
-
-if __name__ == "__main__":
-    run(main)

@@ -1,14 +1,14 @@
 """generate: text from a trained model, starting from your own prompt. Not a DVC stage: a command
 for people (like audit.py); it writes nothing that DVC tracks.
 
-    python stages/generate.py "alice was"                      # the char model in the workspace
-    python stages/generate.py --branch headlines "new york"    # a headline that starts so
-    python stages/generate.py                                  # from a validation window, as `sample` does
-    echo "the queen" | python stages/generate.py -             # the prompt from standard input
-    python stages/generate.py --interactive                    # a prompt per line, Ctrl-D ends
-    python stages/generate.py --rev v1 "alice"                 # a commit, branch, tag or `dvc exp` name
-    python stages/generate.py --repo ../teammate "alice"       # another clone's model, from its DVC remote
-    python stages/generate.py --json "alice"                   # the texts with their provenance
+    lstm-textgen generate "alice was"                      # the char model in the workspace
+    lstm-textgen generate --branch headlines "new york"    # a headline that starts so
+    lstm-textgen generate                                  # from a validation window, as `sample` does
+    echo "the queen" | lstm-textgen generate -             # the prompt from standard input
+    lstm-textgen generate --interactive                    # a prompt per line, Ctrl-D ends
+    lstm-textgen generate --rev v1 "alice"                 # a commit, branch, tag or `dvc exp` name
+    lstm-textgen generate --repo ../teammate "alice"       # another clone's model, from its DVC remote
+    lstm-textgen generate --json "alice"                   # the texts with their provenance
 
 The model is the weights train-lstm saved as NumPy arrays (data/models/<branch>.npz), run by the
 same sampler as the sample stage, so the same seed and settings give the same text, and nothing
@@ -22,15 +22,16 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import secrets
 import sys
 
 import numpy as np
 
-from branches import branch_spec
-from errors import UserError, run
-from sampling import Stepper, banned_ids, check_model_matches, encode_prompt, generate as sample_rows, validation_seeds
-from vocab import decode_chars
+from lstm_textgen.branches import branch_spec
+from lstm_textgen.errors import UserError
+from lstm_textgen.sampling import Stepper, banned_ids, check_model_matches, encode_prompt, generate as sample_rows, validation_seeds
+from lstm_textgen.vocab import decode_chars
 
 DEFAULT_LENGTH = {"char": 500, "headlines": 20}  # characters; words, if the headline has not ended
 
@@ -44,7 +45,7 @@ class Model:
         self.branch = branch
         self.commit = None
         if rev and not repo:
-            from audit import resolve_rev
+            from lstm_textgen.audit import resolve_rev
             self.commit = resolve_rev(rev)
         self.stepper = Stepper(np.load(io.BytesIO(self._read(self.spec["weights"])), allow_pickle=False))
         self.vocab = json.loads(self._read(self.spec["vocab"]))
@@ -55,7 +56,7 @@ class Model:
         return (f" in {self.repo}" if self.repo else "") + (f" at {self.rev}" if self.rev else "")
 
     def _read(self, path) -> bytes:
-        from audit import read_bytes
+        from lstm_textgen.audit import read_bytes
         from_workspace = not (self.rev or self.repo)
         content = read_bytes(str(path), self.commit or self.rev, self.repo)
         if content is None:
@@ -73,7 +74,7 @@ class Model:
 
     def provenance(self) -> dict:
         """What audit.py --json says of these weights: the params and data upstream, the score."""
-        from audit import audit_file
+        from lstm_textgen.audit import audit_file
         return audit_file(str(self.spec["weights"]), self.rev, self.repo)
 
 
@@ -126,8 +127,8 @@ def generate(prompt: str | None = None, *, model: Model | None = None, branch: s
     return [decode([*s, *row]) for s, row in zip(seeds, rows)]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "),
+def main(argv=None, prog=None) -> None:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0].replace("\n", " "),
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="examples:\n" + __doc__.split("\n\n")[1])
     parser.add_argument("prompt", nargs="?", help="text to start from; '-' reads it from standard input; "
@@ -149,7 +150,7 @@ def main() -> None:
                                        "from its DVC remote")
     parser.add_argument("--json", action="store_true", help="print the texts with their provenance as JSON")
     parser.add_argument("--interactive", action="store_true", help="read one prompt per line; Ctrl-D ends")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     seed = args.seed if args.seed is not None else secrets.randbits(32)
     settings = {"length": args.length, "num": args.num, "temperature": args.temperature, "top_k": args.top_k,
                 "top_p": args.top_p}
@@ -160,8 +161,14 @@ def main() -> None:
 
     def answer(prompt: str | None, seed: int) -> None:
         streaming = sys.stdout.isatty() and not args.json  # on a terminal, show the text as it grows
-        on_token = (lambda text: print(text, end="", flush=True)) if streaming else None
-        texts = generate(prompt, model=model, seed=seed, on_token=on_token, **settings)
+        chunks = 0
+
+        def show(text: str) -> None:  # the first chunk is the prompt: dimmed, so the model's words stand apart
+            nonlocal chunks
+            print(f"{DIM}{text}{PLAIN}" if chunks == 0 and not os.environ.get("NO_COLOR") else text, end="", flush=True)
+            chunks += 1
+
+        texts = generate(prompt, model=model, seed=seed, on_token=show if streaming else None, **settings)
         if args.json:
             print(json.dumps({"branch": model.branch, "prompt": prompt, "seed": seed, "settings": settings,
                               "texts": texts, "provenance": model.provenance()}, indent=2, ensure_ascii=False))
@@ -175,12 +182,28 @@ def main() -> None:
         prompt = sys.stdin.read().rstrip("\n") if args.prompt == "-" else args.prompt
         answer(prompt, seed)
         return
-    for number, line in enumerate(sys.stdin):
+    for number, line in enumerate(prompts(model)):
         try:
-            answer(line.rstrip("\n") or None, seed + number)
+            answer(line or None, seed + number)
         except UserError as err:  # a bad prompt ends nothing: say why and wait for the next one
             print(f"error: {err}", file=sys.stderr)
 
 
-if __name__ == "__main__":
-    run(main)
+DIM, PLAIN = "\x1b[2m", "\x1b[0m"
+
+
+def prompts(model: Model):
+    """--interactive's prompts, a line each. On a terminal, a one-line banner first and a "> "
+    prompt before each line; from a pipe, just the lines."""
+    if not sys.stdin.isatty():
+        yield from (line.rstrip("\n") for line in sys.stdin)
+        return
+    where = model._where() or " in the workspace"
+    print(f"lstm-textgen: the {model.branch} model{where}. Type a prompt and press Enter (an empty line starts "
+          "from a validation text); Ctrl-D ends.", file=sys.stderr)
+    while True:
+        try:
+            yield input("> ")
+        except EOFError:
+            print(file=sys.stderr)
+            return

@@ -1,7 +1,7 @@
 """Training, time to quality: one method trained for a wall-clock budget on the project's Alice
 data, in a process of its own so that its peak memory is its own (benchmarks/run.py runs both).
 
-    python benchmarks/training.py {tutorial,ours} --project DIR --minutes M --out FILE.json
+    python benchmarks/timed_training.py {tutorial,ours} --project DIR --minutes M --out FILE.json
 
 Both methods train on the same text (the project's training split, data/windows/train.npz) and
 are scored the same way: the held-out loss of predicting each character of the validation tail
@@ -13,21 +13,21 @@ The clock counts training only; it stops while the held-out loss is probed along
 import argparse
 import math
 import os
-import sys
 import time
 from pathlib import Path
 
+
+import keras
+import numpy as np
+
+import tutorial
+from lstm_textgen.branches import branch_spec, load_split
+from lstm_textgen.files import write_json
+from lstm_textgen.params import read_params
+from lstm_textgen.vocab import read_vocab
+from lstm_textgen import training
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "stages"), str(ROOT / "benchmarks")]
-
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-
-import tutorial  # noqa: E402
-from branches import branch_spec, load_split  # noqa: E402
-from files import write_json  # noqa: E402
-from params import read_params  # noqa: E402
-from vocab import read_vocab  # noqa: E402
 
 CONTEXT = tutorial.SEQ_LENGTH  # characters of context before each scored character
 PROBES = 24                    # held-out loss measurements along the budget
@@ -103,10 +103,9 @@ def main() -> None:
         data_bytes = x.nbytes + y.nbytes
         targets_per_batch = batch  # one character per window
     else:
-        import lstm
-        import train_lstm
-        params = read_params("train-lstm", train_lstm.schema("char"))
-        model, _ = train_lstm.compiled_model(params, vocab_size)
+        from lstm_textgen import model as lstm
+        params = read_params("train-lstm", training.schema("char"))
+        model, _ = training.compiled_model(params, vocab_size)
         batch = params["batch_size"]
         dataset = lstm.split_dataset(train, vocab, batch, shuffle_seed=params["seed"])
         log_probs, fit_args = ours_log_probs, (dataset,)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from errors import UserError
+from lstm_textgen.errors import UserError
 
 PARAMS_FILE = "params.yaml"
 
@@ -78,7 +78,7 @@ def base_file(suffix: str, example: str):
             return None
         ok = isinstance(v, str) and v.startswith(BASE_DIR + "/") and v.endswith(suffix) and ".." not in v
         return None if ok else (f"must be null or a path in {BASE_DIR}/ ending in {suffix}, such as {example}: "
-                                f"DVC watches {BASE_DIR}/ for this stage (README, 'Fine-tuning a base model')")
+                                f"DVC watches {BASE_DIR}/ for this stage (docs/own-text.md)")
     return check_base_file
 
 
@@ -102,7 +102,7 @@ def read_params(section: str, schema: dict, path: str | os.PathLike = PARAMS_FIL
         raise UserError(f"{path} is not valid YAML: {err}")
     values = doc.get(section)
     if not isinstance(values, dict):
-        raise UserError(f"{path} has no '{section}:' section; add it (see README.md, 'Stages')")
+        raise UserError(f"{path} has no '{section}:' section; add it (see docs/pipeline.md)")
     problems = []
     for key in values:
         if key not in schema:
