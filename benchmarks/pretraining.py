@@ -2,7 +2,7 @@
 
     python benchmarks/pretraining.py            # about 50 minutes on 2 CPU cores; --keep keeps the clones
 
-The README's recipe, run by the real `dvc` CLI in three temporary clones of the project:
+docs/own-text.md's recipe, run by the real `dvc` CLI in three temporary clones of the project:
 1. base: a shelf of other public-domain books from ../shared/corpora (Pride and Prejudice,
    On the Origin of Species, Romeo and Juliet as Gutenberg books from a local mirror, and Tiny
    Shakespeare as a plain text of its own), cleaned as Alice is by default (lowercased), with

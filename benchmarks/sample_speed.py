@@ -15,6 +15,7 @@ import json
 import os
 import pty
 import select
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -48,12 +49,13 @@ def chars_per_second(run, n: int) -> float:
 
 def seconds_to_first_char(project: Path, env: dict | None = None, prompt: str = "alice") -> float:
     """Start `lstm-textgen generate` on a pseudo-terminal (so it streams, as for a person) and time
-    the wait until the first character after the prompt arrives (the dimmed prompt's escape codes
-    included, which is 8 bytes sooner)."""
+    the wait until the first character after the prompt arrives (NO_COLOR: the prompt is shown
+    plain, so the bytes after it are the model's)."""
     leader, follower = pty.openpty()
     started = time.monotonic()
     proc = subprocess.Popen([sys.executable, "-m", "lstm_textgen", "generate", prompt, "--length", "50"],
-                            cwd=project, env=env, stdin=subprocess.DEVNULL, stdout=follower, stderr=subprocess.PIPE)
+                            cwd=project, env={**(env or os.environ), "NO_COLOR": "1"}, stdin=subprocess.DEVNULL,
+                            stdout=follower, stderr=subprocess.PIPE)
     os.close(follower)
     seen = b""
     while len(seen) <= len(prompt):
@@ -92,6 +94,8 @@ def main() -> None:
         rows.append({"model": f"ours {size}", "loop": "tutorial", "chars_per_second": tutorial_speed})
         for loop, use_c in (("ours", True), ("ours, NumPy step", False)):
             sampling.USE_C = use_c
+            if use_c and sampling.compiled() is None:
+                sys.exit("the sampler's C did not build here (see above): its speed cannot be measured")
             speed = statistics.median(  # of three: a run takes a fraction of a second, so a noisy one counts less
                 chars_per_second(lambda n: generate(stepper, [np.array(seed)], n, 0.8, None, rng), args.our_chars)
                 for _ in range(3))
@@ -113,7 +117,10 @@ def main() -> None:
         (project / "data/vocab/chars.json").write_text(json.dumps({"unit": "char", "tokens": tokens, "unknown": None}))
         starts = [seconds_to_first_char(project) for _ in range(5)]
         compiler = project / "cc"  # the C compiler under a new name: the sampler compiles its C again
-        compiler.symlink_to(shutil.which(os.environ.get("CC") or "cc"))
+        found = shutil.which(shlex.split(os.environ.get("CC") or "cc")[0])
+        if found is None:
+            sys.exit("no C compiler to time the sampler's first, compiling, start with")
+        compiler.symlink_to(found)
         cache = ROOT / "lstm_textgen/__pycache__"
         before = set(cache.glob("sampling-*.so"))
         cold = seconds_to_first_char(project, {**os.environ, "CC": str(compiler)})

@@ -1,5 +1,5 @@
-"""generate: text from a trained model, starting from your own prompt. Not a DVC stage: a command
-for people (like audit.py); it writes nothing that DVC tracks.
+"""generate: text from a trained model, starting from your own prompt. A command for people
+(`lstm-textgen generate`): it writes nothing that DVC tracks.
 
     lstm-textgen generate "alice was"                      # the char model in the workspace
     lstm-textgen generate --branch headlines "new york"    # a headline that starts so
@@ -30,7 +30,8 @@ import numpy as np
 
 from lstm_textgen.branches import branch_spec
 from lstm_textgen.errors import UserError
-from lstm_textgen.sampling import Stepper, banned_ids, check_model_matches, encode_prompt, generate as sample_rows, validation_seeds
+from lstm_textgen.sampling import (Stepper, banned_ids, check_model_matches, compiled, encode_prompt,
+                                   generate as sample_rows, validation_seeds)
 from lstm_textgen.vocab import decode_chars
 
 DEFAULT_LENGTH = {"char": 500, "headlines": 20}  # characters; words, if the headline has not ended
@@ -48,6 +49,7 @@ class Model:
             from lstm_textgen.audit import resolve_rev
             self.commit = resolve_rev(rev)
         self.stepper = Stepper(np.load(io.BytesIO(self._read(self.spec["weights"])), allow_pickle=False))
+        compiled()  # builds the C step now (or says, once, that NumPy's runs), not amid the first text
         self.vocab = json.loads(self._read(self.spec["vocab"]))
         check_model_matches(self.spec, self.stepper.vocab_size, self.vocab, self._where())
         self._val = None
@@ -73,13 +75,14 @@ class Model:
         return self._val
 
     def provenance(self) -> dict:
-        """What audit.py --json says of these weights: the params and data upstream, the score."""
+        """What `lstm-textgen audit --json` says of these weights: the params and data upstream, the score."""
         from lstm_textgen.audit import audit_file
         return audit_file(str(self.spec["weights"]), self.rev, self.repo)
 
 
-def check_settings(length: int, temperature: float, top_k, top_p, num: int) -> None:
-    problems = [f"--length {length} must be a whole number >= 1" if length < 1 else None,
+def check_settings(length: int, temperature: float, top_k, top_p, num: int, seed: int | None = None) -> None:
+    problems = [f"--seed {seed} must be a whole number >= 0" if seed is not None and seed < 0 else None,
+                f"--length {length} must be a whole number >= 1" if length < 1 else None,
                 f"--num {num} must be a whole number >= 1" if num < 1 else None,
                 f"--temperature {temperature} must be > 0" if not temperature > 0 else None,
                 f"--top-k {top_k} must be a whole number >= 1" if top_k is not None and top_k < 1 else None,
@@ -100,7 +103,7 @@ def generate(prompt: str | None = None, *, model: Model | None = None, branch: s
     model = model or Model(branch, rev, repo)
     branch, vocab, tokens = model.branch, model.vocab, model.vocab["tokens"]
     length = DEFAULT_LENGTH[branch] if length is None else length
-    check_settings(length, temperature, top_k, top_p, num)
+    check_settings(length, temperature, top_k, top_p, num, seed)
     rng = np.random.default_rng(seed)
     if prompt is not None:
         seeds = [encode_prompt(prompt, vocab, "the prompt")] * num
@@ -154,7 +157,8 @@ def main(argv=None, prog=None) -> None:
     seed = args.seed if args.seed is not None else secrets.randbits(32)
     settings = {"length": args.length, "num": args.num, "temperature": args.temperature, "top_k": args.top_k,
                 "top_p": args.top_p}
-    check_settings(1 if args.length is None else args.length, args.temperature, args.top_k, args.top_p, args.num)
+    check_settings(1 if args.length is None else args.length, args.temperature, args.top_k, args.top_p, args.num,
+                   args.seed)
     model = Model(args.branch, args.rev, args.repo)
     if settings["length"] is None:
         settings["length"] = DEFAULT_LENGTH[model.branch]

@@ -1,7 +1,7 @@
 """The page `dvc plots show` and `dvc plots diff` fill in, with its plotting code inside it.
 
     lstm-textgen plots-page            # (re)writes .dvc/plots_page.html, which .dvc/config names
-    lstm-textgen plots-page --check    # exit 1 if that file is not what this script makes
+    lstm-textgen plots-page --check    # exit 1 if that file is not what this command makes
 
 Not a stage: the page is committed (about 900 kB), so a fresh clone draws its plots offline with
 no step of its own. DVC's default page loads Vega, Vega-Lite and vega-embed from a CDN: without

@@ -2,7 +2,8 @@
 weights train-lstm saves beside the model (data/models/<branch>.npz), so neither the sample stage
 nor `lstm-textgen generate` imports TensorFlow. The step and the draw are a little C, compiled on
 first use by the machine's C compiler; where there is none, the same step and draw in NumPy take
-over (slower, and said once on stderr), drawing the same text for the same seed."""
+over (slower, and said once on stderr), drawing the same text for the same seed up to float32
+rounding (below). Also the sample texts each branch's sample stage writes."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import functools
 import hashlib
 import os
 import platform
+import re
+import shlex
 import subprocess
 import sys
 import zipfile
@@ -20,7 +23,8 @@ import numpy as np
 
 from lstm_textgen.errors import UserError
 from lstm_textgen.cleaning import clean_headline, clean_text
-from lstm_textgen.vocab import encode_chars, encode_words
+from lstm_textgen.text_measures import char_metrics, headline_metrics, words
+from lstm_textgen.vocab import decode_chars, encode_chars, encode_words
 
 # At batch 1 a step is a few small products, too small for NumPy: each NumPy call costs more than
 # its arithmetic (about 7,000 chars/s). Compiled, a step is bound by streaming the weights in from
@@ -215,26 +219,32 @@ def _library() -> ctypes.CDLL | None:
         partial = path.with_name(f"{path.name}.{os.getpid()}.partial")  # renamed when whole, for concurrent starts
         try:
             path.parent.mkdir(exist_ok=True)
-            subprocess.run([*compiler.split(), *_C_FLAGS, "-x", "c", "-", "-o", str(partial), "-lm"],
+            subprocess.run([*shlex.split(compiler), *_C_FLAGS, "-x", "c", "-", "-o", str(partial), "-lm"],
                            input=_C_SOURCE, text=True, capture_output=True, check=True)
-            os.replace(partial, path)
         except FileNotFoundError:
             return _without_c(f"there is no C compiler `{compiler}`")
         except subprocess.CalledProcessError as err:
             return _without_c(f"`{compiler}` could not compile it ({(err.stderr.strip().splitlines() or ['?'])[-1]})")
         except OSError as err:
             return _without_c(f"it could not be built ({err})")
-    lib = ctypes.CDLL(str(path))
-    batch = ctypes.POINTER(_CBatch)
-    lib.sampler_step.argtypes, lib.sampler_step.restype = [batch], None
-    lib.sampler_draw.argtypes, lib.sampler_draw.restype = [batch, ctypes.c_void_p], None
-    lib.sampler_run.argtypes = [batch, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
-    lib.sampler_run.restype = ctypes.c_int
+        if not partial.is_file():
+            return _without_c(f"`{compiler}` wrote no library")
+        os.replace(partial, path)
+    try:
+        lib = ctypes.CDLL(str(path))
+        batch = ctypes.POINTER(_CBatch)
+        lib.sampler_step.argtypes, lib.sampler_step.restype = [batch], None
+        lib.sampler_draw.argtypes, lib.sampler_draw.restype = [batch, ctypes.c_void_p], None
+        lib.sampler_run.argtypes = [batch, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
+        lib.sampler_run.restype = ctypes.c_int
+    except (OSError, AttributeError) as err:
+        path.unlink(missing_ok=True)  # built again next time, not loaded again
+        return _without_c(f"what `{compiler}` built does not load ({err})")
     return lib
 
 
 def _without_c(reason: str) -> None:
-    print(f"note: sampling with NumPy, a few times slower than the sampler's C step, because {reason}; "
+    print(f"note: sampling with NumPy, several times slower than the sampler's C step, because {reason}; "
           "for the fast one, install a C compiler (e.g. `apt-get install gcc`) or name one in $CC", file=sys.stderr)
     return None
 
@@ -309,9 +319,12 @@ class _Batch:
         return len(u)
 
 
-# The C's step and draw in NumPy, operation for operation (the same rational tanh, the same
-# ranking and inverse-CDF draw), for machines without a C compiler: a step costs a few NumPy
-# calls per layer, each more than its arithmetic at batch 1, hence the C.
+# The C's step and draw in NumPy (the same rational tanh, the same ranking and inverse-CDF draw),
+# for machines without a C compiler. Its sums run in another order, so logits differ from the
+# C's in their last float32 bits, and a draw whose uniform number falls that close to a boundary
+# between two tokens can differ (in tests, never; a text from random large weights, after some
+# dozens of tokens). A step costs a few NumPy calls per layer, each more than its arithmetic at
+# batch 1, hence the C.
 
 def _tanh(x: np.ndarray) -> np.ndarray:
     x = np.clip(x, np.float32(-7.90531110), np.float32(7.90531110))
@@ -354,11 +367,12 @@ def _numpy_draw(batch: "_Batch", u: np.ndarray) -> None:
         if settings["top_p"] < 1:  # a token stays if the tokens ranked above it hold less than top_p
             above = np.concatenate([[0.0], np.cumsum(w[ranked])[:-1]])
             dropped = ranked[above >= settings["top_p"] * total]
-            total -= w[dropped].sum()
+            total = np.cumsum(np.r_[total, -w[dropped]])[-1]  # one by one, as the C subtracts
             w[dropped] = 0
         running = np.cumsum(w)
         drawable = np.flatnonzero((w > 0) & (running > u[r] * total))
-        batch.tokens[r] = drawable[0] if len(drawable) else np.flatnonzero(w > 0)[-1]
+        if len(drawable) or (w > 0).any():  # the C leaves the token as it was when nothing is drawable
+            batch.tokens[r] = drawable[0] if len(drawable) else np.flatnonzero(w > 0)[-1]
 
 
 def sample_next(logits: np.ndarray, temperature: float, top_k: int | None, rng: np.random.Generator,
@@ -519,3 +533,64 @@ def check_model_matches(spec: dict, predicts: int, vocab: dict, where: str = "")
     if predicts != len(vocab["tokens"]):
         raise UserError(f"{spec['weights']} predicts {predicts} tokens but {spec['vocab']} has {len(vocab['tokens'])}"
                         f"{where}: they come from different runs; run `dvc repro {spec['train_stage']}`")
+
+
+def sample_chars(params, stepper, vocab, train, val, rng) -> tuple[str, dict, list, int]:
+    """`num_samples` texts of `length` characters, each after a seed: `seed_text`, or a window
+    of the validation text chosen by the RNG."""
+    if params["seed_text"] is not None:
+        ids = encode_prompt(params["seed_text"], vocab, "params.yaml: sample.seed_text")
+        seeds = [{"source": "params.yaml", "ids": ids}] * params["num_samples"]
+    else:
+        seeds = [{"source": "validation text", "offset": offset, "ids": ids}
+                 for offset, ids in validation_seeds(val["tokens"], params["seed_length"], params["num_samples"], rng)]
+    rows = generate(stepper, [s["ids"] for s in seeds], params["length"], params["temperature"], params["top_k"], rng,
+                    top_p=params["top_p"], banned=banned_ids(vocab))
+    texts = [decode_chars(row, vocab) for row in rows]
+    out = []
+    for i, (seed, generated) in enumerate(zip(seeds, texts), 1):
+        where = f", offset {seed['offset']}" if "offset" in seed else ""
+        out.append(f"=== sample {i} of {len(texts)} ===\nseed ({seed['source']}{where}):\n"
+                   f"{decode_chars(seed['ids'], vocab)}\ngenerated:\n{generated}\n")
+    training_words = set(words(decode_chars(train["tokens"], vocab)))
+    seeds = [{k: v for k, v in s.items() if k != "ids"} for s in seeds]
+    return "\n".join(out), char_metrics(texts, training_words), seeds, sum(map(len, rows))
+
+
+def sample_headlines(params, stepper, vocab, train, val, rng) -> tuple[str, dict, list, int]:
+    """One headline per seed phrase: the seed, then up to `max_words` words or the end token;
+    title-cased as in the tutorial."""
+    tokens, unknown = vocab["tokens"], vocab["unknown"]
+    lines, headlines, generated, seeds = [], [], [], []
+    for phrase in params["seeds"]:
+        ids = encode_prompt(phrase, vocab, "params.yaml: sample-headlines.seeds")
+        seed_words = [tokens[i] for i in ids]
+        row = generate(stepper, [ids], params["max_words"], params["temperature"], params["top_k"], rng,
+                       end_id=tokens.index(vocab["end"]), top_p=params["top_p"], banned=banned_ids(vocab))[0]
+        new_words = [tokens[i] for i in row]
+        headline = seed_words + new_words
+        headlines.append(headline)
+        generated.append(new_words)
+        seeds.append({"phrase": phrase, "words": seed_words})
+        lines.append(" ".join(w if w == unknown else w.title() for w in headline))
+    pad = tokens.index(vocab["pad"])
+    training = {" ".join(tokens[i] for i in row if i != pad and tokens[i] != vocab["end"]) for row in train["rows"]}
+    metrics = headline_metrics(headlines, generated, training, unknown)
+    return "\n".join(lines) + "\n", metrics, seeds, sum(map(len, generated)) + len(generated)  # + the end tokens
+
+
+def preview(text: str, lines: int = 6) -> str:
+    """The start of what the model wrote, for the console: the first char sample's generated text
+    (without its seed and headings), or the first headlines."""
+    if text.startswith("=== sample"):
+        text = text.split("generated:\n", 1)[1].split("\n=== sample", 1)[0].strip("\n")
+    head = text.splitlines()[:lines]
+    return "\n".join(f"  {line}" for line in head) + ("\n  ..." if len(text.splitlines()) > lines else "")
+
+
+def next_step(branch: str, text: str) -> str:
+    """What to run next, with a prompt the model can read (its own first words)."""
+    prompt = " ".join(re.sub(r"[^\w ]+", "", preview(text, 1)).split()[:2]) or "the"  # nothing a shell would read
+    if branch == "headlines":
+        return f'next: lstm-textgen generate --branch headlines "{prompt.lower()}"   (your own words: --help)'
+    return f'next: lstm-textgen generate "{prompt}"   (your own prompt; --help lists the settings)'

@@ -181,8 +181,8 @@ def worker_role(tf_config: str | None, param: str) -> Role:
     if (kind not in cluster or not isinstance(index, int) or isinstance(index, bool)
             or not 0 <= index < len(cluster[kind])):
         places = {k: len(v) for k, v in cluster.items()}
-        raise wrong(f'TF_CONFIG\'s "task" must name this machine\'s place in the cluster, as '
-                    f'{{"type": "worker", "index": i}}: the cluster has '
+        raise wrong('TF_CONFIG\'s "task" must name this machine\'s place in the cluster, as '
+                    '{"type": "worker", "index": i}: the cluster has '
                     + ", ".join(f"{k} 0 to {n - 1}" for k, n in places.items()) + f"; got {task!r}")
     return Role(index + (len(cluster.get("chief", [])) if kind == "worker" else 0), len(addresses))
 
@@ -327,7 +327,7 @@ def resumable_early_stopping(patience: int, folder: Path, done: int, so_far: Bes
 
 def compiled_model(params: dict, vocab_size: int):
     """The model, its loss and optimizer, made under the `distribute` strategy; and the strategy."""
-    from lstm_textgen.model import build_model, distribution  # before keras: lstm quiets TensorFlow's start-up logging
+    from lstm_textgen.model import build_model, distribution  # before keras: model.py quiets TensorFlow's start-up log
     import keras
 
     keras.utils.set_random_seed(params["seed"])
@@ -422,7 +422,8 @@ def set_up(params: dict, vocab: dict, spec: dict, base: dict | None) -> Setup:
     return Setup(model, strategy, *device_and_kernel(model, strategy), base_model)
 
 
-def where_to_start(setup: Setup, params: dict, spec: dict, branch: str, role: Role, base: dict | None) -> tuple[int, Best]:
+def where_to_start(setup: Setup, params: dict, spec: dict, branch: str, role: Role, base: dict | None,
+                   vocab_size: int) -> tuple[int, Best]:
     """The epochs already done and the early-stopping state to go on from: the chief's checkpoint,
     when an interrupted run with the same params and data left one (and, in a multi-worker run,
     every worker starts from the chief's state)."""
@@ -436,7 +437,7 @@ def where_to_start(setup: Setup, params: dict, spec: dict, branch: str, role: Ro
         done, note = prepare_checkpoint(checkpoint, fingerprint)
         if done and role.count > 1:  # read before anything is shared, so that a failure cannot strand the others
             try:
-                saved = saved_training_state(params, setup.model.output_shape[-1], checkpoint)
+                saved = saved_training_state(params, vocab_size, checkpoint)
             except (OSError, ValueError) as err:
                 shutil.rmtree(checkpoint)
                 done, _ = prepare_checkpoint(checkpoint, fingerprint)
@@ -459,7 +460,7 @@ def fit(setup: Setup, params: dict, vocab: dict, train: dict, val: dict, branch:
     earlier epochs) and early stopping carried across kills. Returns DVCLive's Live (the chief's;
     None for the other workers) and the seconds trained. Fine-tuning also records in `base` what
     the base model scores here before any training."""
-    from lstm_textgen.model import EpochSeeds, split_dataset
+    from lstm_textgen.model import EpochSeeds, split_dataset  # before keras: it quiets TensorFlow's start-up log
     import keras
     from dvclive import Live
     from dvclive.keras import DVCLiveCallback

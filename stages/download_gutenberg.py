@@ -17,11 +17,12 @@ import shutil
 import sys
 from pathlib import Path
 
-from lstm_textgen.download import (Download, check_templates, failure_message, fetch_many, mirror_hint, pin_problem,
-                                   remove_if_empty, text_download, text_source, texts_of, with_mirror)
+from lstm_textgen.download import Download, fetch_many, mirror_hint, with_mirror
 from lstm_textgen.errors import UserError, run_stage
 from lstm_textgen.files import atomic_dir, sha256_file, write_json
 from lstm_textgen.params import list_of, non_empty_string, positive_int, read_params
+from lstm_textgen.sources import (check_templates, failure_message, pin_problem, remove_if_empty, text_download,
+                                  text_source, texts_of)
 
 OUT_DIR = Path("data/raw")
 ARRIVED = Path("data/checkpoints/download-gutenberg")  # books of a run that has not finished yet

@@ -19,8 +19,8 @@ from lstm_textgen.errors import run_stage
 from lstm_textgen.files import sha256_file, write_json, write_text
 from lstm_textgen.params import (integer, list_of, non_empty_string, optional, positive_int, positive_number,
                                  probability, read_params)
-from lstm_textgen.samples import next_step, preview, sample_chars, sample_headlines
-from lstm_textgen.sampling import Stepper, check_model_matches, load_weights
+from lstm_textgen.sampling import (Stepper, check_model_matches, load_weights, next_step, preview, sample_chars,
+                                   sample_headlines)
 from lstm_textgen.vocab import read_vocab
 
 COMMON_PARAMS = {"temperature": positive_number, "top_k": optional(positive_int), "top_p": optional(probability),
@@ -30,12 +30,6 @@ PARAMS = {
              "num_samples": positive_int, **COMMON_PARAMS},
     "headlines": {"seeds": list_of(non_empty_string), "max_words": positive_int, **COMMON_PARAMS},
 }
-
-
-# --- measures of the generated text ---------------------------------------------------------
-
-
-# --- the two branches -----------------------------------------------------------------------
 
 
 def main(branch: str = "char") -> None:

@@ -14,9 +14,10 @@ at a time, so the stage holds one book, never the corpus.
 import json
 from pathlib import Path
 
-from lstm_textgen.cleaning import clean_text, read_book, read_text
+from lstm_textgen.cleaning import clean_text
 from lstm_textgen.errors import UserError, run_stage
 from lstm_textgen.files import atomic_file, write_json
+from lstm_textgen.gutenberg import read_book, read_text
 from lstm_textgen.params import boolean, read_params
 
 RAW_DIR = Path("data/raw")

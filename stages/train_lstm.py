@@ -44,7 +44,7 @@ def main(branch: str = "char") -> None:
               if role.count > 1 else "")
     print(f"{worker}training {branch} on {setup.device} with the {setup.kernel} LSTM kernel: "
           f"{targets_per_epoch(train, vocab):,} {vocab.get('unit', 'char')}s to predict per epoch", file=sys.stderr)
-    done, so_far = where_to_start(setup, params, spec, branch, role, base)
+    done, so_far = where_to_start(setup, params, spec, branch, role, base, len(vocab["tokens"]))
     live, seconds = fit(setup, params, vocab, train, val, branch, role, done, so_far, base)
     if not role.chief:
         print(f"{worker}done; worker 0 wrote the model and the metrics", file=sys.stderr)
@@ -54,6 +54,7 @@ def main(branch: str = "char") -> None:
     # leaves nothing there that looks like a result.
     checkpoint = CHECKPOINTS / branch
     scores = summary(setup, checkpoint / "live", params, spec["train_stage"], vocab, train, done, seconds, role, base)
+    table = loss_table(checkpoint / "live")  # read before anything is written: a bad log leaves the old model
     with atomic_path(spec["model"], suffix=".keras") as tmp:
         setup.model.save(tmp)  # the best epoch's weights: EarlyStopping restored them
     write_npz(spec["weights"], **sampler_weights(setup.model))
@@ -62,7 +63,7 @@ def main(branch: str = "char") -> None:
     live.make_summary()
     with atomic_dir(spec["live"]) as out:
         shutil.copytree(checkpoint / "live", out, dirs_exist_ok=True)
-        (out / LOSS_TABLE).write_text(loss_table(checkpoint / "live"), encoding="utf-8")
+        (out / LOSS_TABLE).write_text(table, encoding="utf-8")
         if base:
             write_json(out / BASE_RECORD, base)
     shutil.rmtree(checkpoint)

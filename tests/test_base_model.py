@@ -125,7 +125,7 @@ def test_init_from_is_refused_when_the_ids_are_not_the_base_models(tmp_path, sav
                                     {"train_stage": "train-lstm", "vocab": "data/vocab/chars.json"})
 
 
-# The recipe, as the README gives it, with the real dvc CLI.
+# The recipe, as docs/own-text.md gives it, with the real dvc CLI.
 
 def char_stages(repo, env):
     """Reproduce the char branch only (the headlines branch has nothing to do with base models)."""

@@ -406,7 +406,7 @@ def test_each_model_is_timed_in_mixed_bfloat16_too_where_the_cpu_has_it(tmp_path
 
 
 def test_the_benchmark_runs_end_to_end_at_a_hundredth_of_its_budgets(tmp_path):
-    """main() as the README runs it, every budget a hundredth: the speed probe, each model in its
+    """main() as docs/benchmarks.md runs it, every budget a hundredth: the speed probe, each model in its
     own process at the faster precision, and the result under quality -> shakespeare."""
     (tmp_path / "tiny.txt").write_text(SHAKESPEARE_CHARS * 300, encoding="utf-8")
     out = tmp_path / "benchmarks.json"

@@ -16,7 +16,7 @@ import window
 from lstm_textgen.errors import UserError
 from lstm_textgen.cleaning import clean_text
 from conftest import ROOT, book_body, gutenberg_file, write_params
-from lstm_textgen import cleaning
+from lstm_textgen import gutenberg
 from lstm_textgen import windows
 
 
@@ -26,14 +26,14 @@ from lstm_textgen import windows
 def test_strip_keeps_exactly_the_body(legacy):
     body = book_body(300)
     text = gutenberg_file(body, legacy=legacy).decode("utf-8")
-    assert cleaning.strip_gutenberg(text) == body
+    assert gutenberg.strip_gutenberg(text) == body
 
 
 def test_strip_without_markers_names_what_is_missing():
-    with pytest.raises(cleaning.NoMarkers, match="START"):
-        cleaning.strip_gutenberg("Just some text.\n")
-    with pytest.raises(cleaning.NoMarkers, match="END"):
-        cleaning.strip_gutenberg("*** START OF THE PROJECT GUTENBERG EBOOK X ***\nbody\n")
+    with pytest.raises(gutenberg.NoMarkers, match="START"):
+        gutenberg.strip_gutenberg("Just some text.\n")
+    with pytest.raises(gutenberg.NoMarkers, match="END"):
+        gutenberg.strip_gutenberg("*** START OF THE PROJECT GUTENBERG EBOOK X ***\nbody\n")
 
 
 def test_clean_lowercases_and_folds_punctuation():

@@ -18,7 +18,7 @@ from lstm_textgen import vocab as vocabulary
 from lstm_textgen.errors import UserError
 from lstm_textgen.cleaning import clean_headline
 from conftest import ROOT, TINY, book_body, gutenberg_file, headlines_csv, write_params
-from lstm_textgen import cleaning
+from lstm_textgen import gutenberg
 from lstm_textgen import headlines as hl
 
 # --- corrupt or mismatched artifacts ----------------------------------------------------------
@@ -119,11 +119,11 @@ book_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=300)
 @settings(max_examples=200, deadline=None)
 @given(body=book_text, legacy=st.booleans())
 def test_stripping_never_keeps_markers_or_license_and_is_idempotent(body, legacy):
-    stripped = cleaning.strip_gutenberg(gutenberg_file(body, legacy=legacy).decode("utf-8"))
+    stripped = gutenberg.strip_gutenberg(gutenberg_file(body, legacy=legacy).decode("utf-8"))
     for line in stripped.splitlines():
-        assert not cleaning.START.match(line) and not cleaning.END.match(line)
+        assert not gutenberg.START.match(line) and not gutenberg.END.match(line)
     assert "FULL PROJECT GUTENBERG LICENSE" not in stripped and "Updated editions" not in stripped
-    assert cleaning.strip_gutenberg(gutenberg_file(stripped, legacy=legacy).decode("utf-8")) == stripped
+    assert gutenberg.strip_gutenberg(gutenberg_file(stripped, legacy=legacy).decode("utf-8")) == stripped
 
 
 @settings(max_examples=200, deadline=None)

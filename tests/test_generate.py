@@ -132,6 +132,7 @@ def test_headlines_stop_at_the_end_and_never_show_unknown_or_padding(project, mo
     (["--top-p", "1.5"], "--top-p 1.5 must be > 0 and <= 1"),
     (["--top-p", "0"], "--top-p 0.0 must be > 0 and <= 1"),
     (["--length", "0"], "--length 0 must be a whole number >= 1"),
+    (["--seed", "-1"], "--seed -1 must be a whole number >= 0"),
     (["\u00a7alice"], "the prompt has characters the model never saw in its training text (after it was "
                       "lowercased, as the training text was): '\u00a7'"),
     (["--branch", "headlines", "zebra xylophone"], "words the model never saw in training"),
@@ -182,7 +183,10 @@ def test_every_generate_command_of_the_readme_and_the_guide_runs(project):
     assert proc.returncode == 0, proc.stderr
 
 
-@pytest.mark.parametrize("cc, why", [("", "$CC is empty"), ("/no/such/cc", "there is no C compiler `/no/such/cc`")])
+@pytest.mark.parametrize("cc, why", [("", "$CC is empty"), ("/no/such/cc", "there is no C compiler `/no/such/cc`"),
+                                     ("true", "`true` wrote no library"),
+                                     ("python3 -c \"import sys; open(sys.argv[sys.argv.index('-o') + 1], 'w').write('junk')\"",
+                                      "does not load")], ids=["empty", "missing", "writes nothing", "writes junk"])
 def test_without_a_c_compiler_the_numpy_step_writes_the_same_text_and_says_so_once(project, cc, why):
     repo, env, _, _ = project
     args = ("--seed", "5", "--length", "80", "--num", "3", "alice")

@@ -1,6 +1,7 @@
 """Only train-lstm imports TensorFlow: the stages that move data, the sampler and the command
 for people start fast."""
 
+import shutil
 import subprocess
 import sys
 
@@ -27,8 +28,26 @@ def test_the_command_and_the_training_checks_do_not_import_tensorflow(module):
     assert out.stdout.strip() == "[]"
 
 
-def test_train_lstm_does_import_tensorflow():
-    """The check above can fail: the same probe sees TensorFlow where it is loaded."""
+def test_the_probe_sees_tensorflow_where_it_is_loaded():
+    """The checks above can fail: model.py, which train-lstm imports, loads TensorFlow."""
     code = f"import sys, lstm_textgen.model; {LOADED}"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "['keras', 'tensorflow']"
+
+
+def test_each_stage_runs_the_package_of_the_checkout_it_runs_in(tmp_path):
+    """dvc.yaml runs `python -m stages.<script>`: from a copy of the project (as a queued or
+    temporary `dvc exp run` makes), a stage imports the copy's lstm_textgen, not the one the
+    package was installed from."""
+    import yaml
+    for folder in ("stages", "lstm_textgen"):
+        shutil.copytree(ROOT / folder, tmp_path / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    for name, stage in stages.items():
+        module = stage["cmd"].split()[2]
+        assert stage["cmd"].startswith("python -m stages."), name
+        code = (f"import runpy, sys; sys.argv = ['x', '--help']; "
+                f"runpy.run_module({module!r}, run_name='__main__', alter_sys=True); "
+                "print(sys.modules['lstm_textgen'].__file__)")
+        out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
+        assert out.stdout.splitlines()[-1] == str(tmp_path / "lstm_textgen/__init__.py"), name

@@ -23,7 +23,7 @@ from lstm_textgen import training
 
 PAGE = ".dvc/plots_page.html"
 EPOCHS = {"train-lstm": 3, "train-lstm-headlines": 2}
-# The README's comparison picture: two experiments' validation curves in one plot.
+# docs/experiments.md's comparison picture: two experiments' validation curves in one plot.
 COMPARE = ["--targets", "metrics/train/char/loss.tsv", "-x", "epoch", "-y", "validation",
            "--y-label", "validation loss (nats/char)", "--title", "Validation loss per epoch, char branch"]
 
@@ -260,10 +260,10 @@ def test_plots_diff_overlays_two_experiments_validation_curves(project, browser,
 # --- pieces, without a browser -----------------------------------------------------------------
 
 def test_the_committed_page_is_what_vl_convert_makes():
-    """.dvc/plots_page.html is stages/plots_page.py's output with the installed vl-convert-python:
+    """.dvc/plots_page.html is `lstm-textgen plots-page`'s output with the installed vl-convert-python:
     its JavaScript comes from that package, nothing else was pasted in."""
     if not os.environ.get("CI"):
-        pytest.importorskip("vl_convert", reason="vl-convert-python (requirements.txt) is not installed")
+        pytest.importorskip("vl_convert", reason="vl-convert-python (the [plots] extra) is not installed")
     proc = subprocess.run([sys.executable, "-m", "lstm_textgen", "plots-page", "--check"], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     config = (ROOT / ".dvc/config").read_text()

@@ -10,6 +10,7 @@ import sys
 import tomllib
 
 import pretraining
+import pytest
 import yaml
 
 from conftest import ROOT, sh
@@ -160,50 +161,64 @@ def dvc_help(words: list[str]) -> str:
     return ""
 
 
+def command_problems(words: list[str], extras: set[str]) -> list[str] | None:
+    """What is wrong with one documented command, checked against the real CLI: `lstm-textgen`
+    commands and flags, `dvc` subcommands and flags, the scripts `python` runs (and their flags),
+    the files and extras `pip` installs. None: not a command this checks."""
+    if words[0] == "lstm-textgen":
+        if len(words) == 1 or words[1] in ("--help", "-h"):
+            return []
+        if words[1] not in COMMANDS:
+            return [f"no command {words[1]}"]
+        text = help_text(sys.executable, "-m", "lstm_textgen", words[1])
+        return [f"{f} is not a flag" for f in sorted(flags(words) - {"-h"}) if f not in text]
+    if words[0] == "dvc":
+        text = dvc_help(words)
+        return ([] if text else ["dvc knows no such command"]) + [f"{f} is not a flag" for f in sorted(flags(words))
+                                                                  if f not in text]
+    if words[0] in ("python", "python3") and len(words) > 1 and words[1].endswith(".py"):
+        script = ROOT / words[1]
+        if not script.is_file():
+            return [f"no file {words[1]}"]
+        source = script.read_text(encoding="utf-8")
+        return [f"{f} is not a flag of {words[1]}" for f in sorted(flags(words) - {"-h", "--help"})
+                if f'"{f}"' not in source]
+    if words[:2] in (["pip", "install"], ["uv", "pip"]):
+        problems = [f"no file {w}" for w in words if w.endswith((".lock", ".txt", ".toml")) and not (ROOT / w).is_file()]
+        for extra in (e for w in words for group in re.findall(r"^\.\[([\w,]+)\]$", w) for e in group.split(",")):
+            problems += [] if extra in extras else [f"no extra {extra}"]
+        return problems
+    return None
+
+
 def test_every_command_in_the_docs_parses_against_the_real_cli():
-    """`lstm-textgen` commands and flags, `dvc` subcommands and flags, the scripts that `python`
-    runs (and their flags), and the files and extras `pip` installs, all exist."""
     extras = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"])
     problems, checked = [], 0
     for doc, words in documented_commands():
-        where = f"{doc}: {' '.join(words)}"
-        if words[0] == "lstm-textgen":
+        found = command_problems(words, extras)
+        if found is not None:
             checked += 1
-            if len(words) > 1 and words[1] not in ("--help", "-h"):
-                if words[1] not in COMMANDS:
-                    problems.append(f"{where}: no command {words[1]}")
-                    continue
-                text = help_text(sys.executable, "-m", "lstm_textgen", words[1])
-                problems += [f"{where}: {f} is not a flag" for f in flags(words) - {"-h"} if f not in text]
-        elif words[0] == "dvc":
-            checked += 1
-            text = dvc_help(words)
-            if not text:
-                problems.append(f"{where}: dvc knows no such command")
-            problems += [f"{where}: {f} is not a flag" for f in flags(words) if f not in text]
-        elif words[0] in ("python", "python3") and len(words) > 1 and words[1].endswith(".py"):
-            checked += 1
-            script = ROOT / words[1]
-            if not script.is_file():
-                problems.append(f"{where}: no file {words[1]}")
-                continue
-            source = script.read_text(encoding="utf-8")
-            problems += [f"{where}: {f} is not a flag of {words[1]}" for f in flags(words) - {"-h", "--help"}
-                         if f'"{f}"' not in source]
-        elif words[:2] in (["pip", "install"], ["uv", "pip"]):
-            checked += 1
-            for w in words:
-                if w.endswith((".lock", ".txt", ".toml")) and not (ROOT / w).is_file():
-                    problems.append(f"{where}: no file {w}")
-                for extra in re.findall(r"^\.\[([\w,]+)\]$", w):
-                    problems += [f"{where}: no extra {e}" for e in extra.split(",") if e not in extras]
+            problems += [f"{doc}: {' '.join(words)}: {p}" for p in found]
     assert checked > 40  # the walk found the docs' commands
     assert not problems, "\n".join(problems)
 
 
-def test_the_docs_check_catches_a_wrong_flag():
-    """The check above can fail: a flag no command has is reported."""
-    assert "--no-such-flag" not in help_text(sys.executable, "-m", "lstm_textgen", "generate")
-    assert "--queue" in dvc_help(["dvc", "exp", "run"]) and "--no-such-flag" not in dvc_help(["dvc", "exp", "run"])
+@pytest.mark.parametrize("command, problem", [
+    ("lstm-textgen generate --no-such-flag x", "--no-such-flag is not a flag"),
+    ("lstm-textgen make-coffee", "no command make-coffee"),
+    ("dvc exp run --no-such-flag", "--no-such-flag is not a flag"),
+    ("dvc make-coffee now", "dvc knows no such command"),
+    ("python benchmarks/nowhere.py", "no file benchmarks/nowhere.py"),
+    ("python benchmarks/run.py --no-such-flag", "--no-such-flag is not a flag of benchmarks/run.py"),
+    ("pip install -c requirements.nowhere -e '.[test]'", None),
+    ("pip install -c requirements.lock -e '.[coffee]'", "no extra coffee"),
+])
+def test_the_docs_check_reports_what_does_not_exist(command, problem):
+    """The check above can fail: each kind of mistake is reported (and a right command is not)."""
+    extras = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"])
+    words, = simple_commands(command)
+    found = command_problems(words, extras)
+    assert found == ([problem] if problem else [])
+    assert command_problems(["lstm-textgen", "generate", "--top-k", "3"], extras) == []
     assert simple_commands("FOO=1 dvc repro && lstm-textgen generate 'a b'") == [
         ["dvc", "repro"], ["lstm-textgen", "generate", "a b"]]

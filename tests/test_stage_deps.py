@@ -38,7 +38,7 @@ def project_imports(script: str) -> set[str]:
 
 
 def stage_script(cmd: str) -> str:
-    return re.match(r"python (stages/\S+\.py)", cmd).group(1)
+    return re.match(r"python -m stages\.(\w+)", cmd).group(1).join(["stages/", ".py"])
 
 
 def test_every_stage_lists_exactly_the_code_it_imports():

@@ -1,0 +1,43 @@
+"""How word-like and varied a generated text is: the sample stage's metrics."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+
+def words(text: str) -> list[str]:
+    return re.findall(r"[^\W\d_]+(?:'[^\W\d_]+)*", text.lower())
+
+
+def ngrams(tokens: list, n: int) -> list[tuple]:
+    return [tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
+
+
+def distinct_n(tokens: list, n: int) -> float:
+    """Share of n-grams that are distinct (1.0: nothing repeats)."""
+    grams = ngrams(tokens, n)
+    return len(set(grams)) / len(grams) if grams else 0.0
+
+
+def repetition_rate(tokens: list, n: int = 4) -> float:
+    """Share of n-grams that already occurred earlier in the same text: loops score high."""
+    grams = ngrams(tokens, n)
+    return 1 - len(set(grams)) / len(grams) if grams else 0.0
+
+
+def char_metrics(samples: list[str], training_words: set) -> dict:
+    per_sample = [words(s) for s in samples]
+    all_words = [w for ws in per_sample for w in ws]
+    return {"known_word_share": sum(w in training_words for w in all_words) / len(all_words) if all_words else 0.0,
+            "distinct_2": float(np.mean([distinct_n(ws, 2) for ws in per_sample])),
+            "distinct_3": float(np.mean([distinct_n(ws, 3) for ws in per_sample])),
+            "repetition_rate": float(np.mean([repetition_rate(ws) for ws in per_sample]))}
+
+
+def headline_metrics(headlines: list[list[str]], generated: list[list[str]], training: set, unknown: str) -> dict:
+    all_generated = [w for g in generated for w in g]
+    return {"copied_share": sum(" ".join(h) in training for h in headlines) / len(headlines),
+            "distinct_1": distinct_n(all_generated, 1), "distinct_2": distinct_n(all_generated, 2),
+            "unknown_share": all_generated.count(unknown) / len(all_generated) if all_generated else 0.0}
