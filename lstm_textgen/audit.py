@@ -20,7 +20,7 @@ import argparse
 import hashlib
 import json
 import subprocess
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 import yaml
 
@@ -49,6 +49,36 @@ def resolve_rev(rev: str) -> str:
     return matches[0]
 
 
+def is_remote_url(repo: str) -> bool:
+    return "://" in repo or repo.startswith("git@")
+
+
+def check_repo(repo: str, rev: str | None) -> None:
+    """A --repo that cannot be read, and a --rev it does not have, each said plainly (DVC's own
+    error for both is that the file is not there)."""
+    if is_remote_url(repo):
+        return  # git itself says what is wrong with a URL, when DVC clones it
+    if not Path(repo).is_dir():
+        raise UserError(f"--repo {repo}: no such folder; give the path or git URL of a clone of this project")
+    top = subprocess.run(["git", "-C", repo, "rev-parse", "--show-toplevel"], capture_output=True, text=True)
+    if top.returncode:
+        raise UserError(f"--repo {repo} is not a git repository; give the path or git URL of a clone of this project")
+    if rev and subprocess.run(["git", "-C", repo, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"],
+                              capture_output=True).returncode:
+        branches = subprocess.run(["git", "-C", repo, "branch", "--format=%(refname:short)"], capture_output=True,
+                                  text=True).stdout.split()
+        raise UserError(f"--rev {rev} is no commit, branch or tag of {repo} (its branches: "
+                        f"{', '.join(branches) or 'none'})")
+
+
+def has_dvc_remote(repo: str | None) -> bool:
+    """Whether the project (or the clone at `repo`) names a DVC remote; a git URL: assumed so."""
+    if repo and is_remote_url(repo):
+        return True
+    from dvc.config import Config
+    return bool(Config(dvc_dir=str(Path(repo or ".") / ".dvc"))["remote"])
+
+
 def read_bytes(path: str, rev: str | None, repo: str | None = None) -> bytes | None:
     """A file in the workspace (rev and repo None), at a commit, or in another clone of the
     project (`repo`, at `rev` or its default branch); None when it is not there. Files that git
@@ -64,6 +94,7 @@ def read_bytes(path: str, rev: str | None, repo: str | None = None) -> bytes | N
         if proc.returncode == 0:
             return proc.stdout
     import dvc.api  # only here: importing DVC takes half a second
+    from dvc.config import NoRemoteError
     from dvc.exceptions import DvcException, PathMissingError
     where = " ".join(filter(None, [repo and f"in {repo}", rev and f"at {rev}"]))
     unreachable = (f"cannot read {path} {where}: dvc.lock there lists it, but it is neither in the local cache "
@@ -75,8 +106,16 @@ def read_bytes(path: str, rev: str | None, repo: str | None = None) -> bytes | N
         lock = yaml.safe_load(read_bytes("dvc.lock", rev, repo) or "") if path != "dvc.lock" else None
         outs = {o["path"] for stage in (lock or {}).get("stages", {}).values() for o in stage.get("outs", [])}
         if any(inside(path, out) for out in outs):
+            if not has_dvc_remote(repo):
+                raise UserError(f"cannot read {path} {where}: dvc.lock there lists it, but it is not in the local "
+                                f"cache, and {'that clone' if repo else 'this project'} has no DVC remote to fetch it "
+                                "from; add one (`dvc remote add -d …`) and `dvc push` from the clone that made it")
             raise UserError(unreachable)
         return None
+    except NoRemoteError:
+        raise UserError(f"cannot read {path} {where}: it is not in the local cache, and "
+                        f"{'that clone' if repo else 'this project'} has no DVC remote to fetch it from; add one "
+                        "(`dvc remote add -d …`) and `dvc push` from the clone that made it")
     except DvcException as err:
         raise UserError(f"{unreachable} ({err})")
 
@@ -104,6 +143,43 @@ def lineage(lock: dict, stage: str) -> list[str]:
     return order
 
 
+def flat(sections, prefix: str = "") -> dict:
+    """Params as dotted keys: dvc.lock records a stage's whole section as a nested dict."""
+    out = {}
+    for values in sections:
+        for key, value in values.items():
+            if isinstance(value, dict):
+                out |= flat([value], f"{prefix}{key}.")
+            else:
+                out[f"{prefix}{key}"] = value
+    return out
+
+
+def chain(lock: dict, stage: str) -> tuple[list[str], list[dict]]:
+    """The stages whose records in dvc.lock describe the run that made `stage`'s outputs (upstream
+    first), and the broken links: where a stage's recorded input is not the output its upstream
+    stage last recorded. That stage ran again since, so its record (params included) belongs to
+    another run, and so do the records reached only through it."""
+    outs = {o["path"]: (name, o.get("md5")) for name, s in lock["stages"].items() for o in s.get("outs", [])}
+    order = lineage(lock, stage)
+    reached, stale, broken, trusted = {stage}, set(), [], set()
+    for name in reversed(order):  # downstream first: every consumer of a stage is judged before it
+        if name not in reached or name in stale:
+            continue
+        trusted.add(name)
+        for dep in lock["stages"][name].get("deps", []):
+            if dep["path"] not in outs:
+                continue
+            producer, recorded = outs[dep["path"]]
+            if dep.get("md5") == recorded:
+                reached.add(producer)
+            else:
+                stale.add(producer)
+                broken.append({"stage": name, "input": dep["path"], "input_md5": dep.get("md5"),
+                               "upstream_stage": producer, "upstream_md5": recorded})
+    return [s for s in order if s in trusted], broken
+
+
 def audit(path: str, lock: dict, content: bytes, read) -> dict:
     """The record of the run that wrote `path`, checked against the file's `content`.
     `read(path)` returns another file's bytes from the same revision, or None."""
@@ -118,14 +194,15 @@ def audit(path: str, lock: dict, content: bytes, read) -> dict:
         raise UserError(f"{path} was edited after the run that dvc.lock records for stage {producer} (md5 {actual}, "
                         f"recorded {recorded}); rerun `dvc repro -f {producer}` to rewrite it (or, if that run "
                         f"was committed, `git checkout -- {path}`)")
-    stages = lineage(lock, producer)
+    stages, broken = chain(lock, producer)
     report = {"file": path, "md5": actual, "sha256": hashlib.sha256(content).hexdigest(), "stage": producer,
-              "stages": {}}
+              "stages": {}, "chain": {"intact": not broken, "broken": broken,
+                                      "unverified_stages": [s for s in lineage(lock, producer) if s not in stages]}}
     for name in stages:
         entry = lock["stages"][name]
         report["stages"][name] = {
             "cmd": entry["cmd"],
-            "params": {k: v for values in entry.get("params", {}).values() for k, v in values.items()},
+            "params": flat(entry.get("params", {}).values()),
             "code": {d["path"]: d["md5"] for d in entry.get("deps", []) if d["path"].endswith(".py")},
             "outs": {o["path"]: o["md5"] for o in entry.get("outs", [])},
         }
@@ -147,9 +224,16 @@ def format_report(report: dict) -> str:
         where += f" of {version['repo']}"
     if version["experiment"]:
         where += f" (experiment {version['experiment']})"
-    lines = [f"{report['file']} (md5 {report['md5']}) was written by stage {report['stage']}; {where}",
-             "code: " + ("as it was for that run" if not version["changed_since_run"] else
-                         "changed since that run: " + ", ".join(version["changed_since_run"])), ""]
+    lines = [f"{report['file']} (md5 {report['md5']}) was written by stage {report['stage']}; {where}"]
+    for link in report["chain"]["broken"]:
+        lines.append(f"WARNING: {link['stage']} made its outputs from {link['input']} md5 {link['input_md5']}, but "
+                     f"dvc.lock records {link['upstream_stage']}'s {link['input']} as md5 {link['upstream_md5']}, "
+                     f"from a run after the one that made it")
+    if unverified := report["chain"]["unverified_stages"]:
+        lines.append(f"So the records of {', '.join(unverified)} (their params, code and data) are not those of the run "
+                     f"that made this file, and are not shown; `dvc repro` makes the file again from them")
+    lines += ["code: " + ("as it was for that run" if not version["changed_since_run"] else
+                          "changed since that run: " + ", ".join(version["changed_since_run"])), ""]
     if "model_score" in report:
         lines += ["model validation score: " + ", ".join(f"{k} {v:.4f}" for k, v in report["model_score"].items()), ""]
     for name, stage in report["stages"].items():
@@ -179,6 +263,8 @@ def format_report(report: dict) -> str:
 def audit_file(path: str, rev: str | None = None, repo: str | None = None) -> dict:
     """The audit report of `path` in the workspace, at `rev` (a git revision or an experiment's
     name), or in another clone `repo`; with the version of the code it names."""
+    if repo:
+        check_repo(repo, rev)
     commit = resolve_rev(rev) if rev and not repo else rev
     read = lambda p: read_bytes(p, commit, repo)  # noqa: E731
     where = (f" in {repo}" if repo else "") + (f" at {rev}" if rev else "")

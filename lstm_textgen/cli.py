@@ -14,6 +14,7 @@ from lstm_textgen.errors import run
 COMMANDS = {
     "generate": ("lstm_textgen.generate", "text from a trained model, after your own prompt"),
     "audit": ("lstm_textgen.audit", "which params, data and code produced a sample text or a model"),
+    "check-remote": ("lstm_textgen.remotes", "check every object on a DVC remote; --remove-bad clears a broken push"),
     "plots-page": ("lstm_textgen.plots_page", "rebuild .dvc/plots_page.html, the offline page `dvc plots` fills in"),
 }
 

@@ -31,6 +31,9 @@ RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 RETRY_AFTER_MAX = 120  # seconds; a server asking for longer is down: better to move on soon
 HTML_STARTS = (b"<!doctype html", b"<html")
 HTML_PAGE = "an HTML page, not a plain-text file (a login or error page?)"
+# Compressed bodies served as text (no Content-Encoding): told by their first bytes, and refused,
+# so that no undecoded bytes are ever kept as a text.
+COMPRESSED = {b"\x1f\x8b": "gzip", b"BZh": "bz2", b"\xfd7zXZ\x00": "xz", b"PK\x03\x04": "zip"}
 # Downloads at once (fetch_many). A few connections hide each request's round trips and the
 # server's time to first byte; more would mostly share the same bandwidth, and Project
 # Gutenberg asks robots to go gently on its servers.
@@ -84,9 +87,13 @@ def mirror_hint(filename: str, **fields) -> str:
 
 
 def refusal(path: str | os.PathLike) -> str | None:
-    """Why the file at `path` is not a text file worth keeping (empty, or an HTML page), or None."""
+    """Why the file at `path` is not a text file worth keeping (empty, compressed, or an HTML
+    page), or None."""
     with open(path, "rb") as f:
         head, more = f.read(4096), f.read(1)
+    if kind := next((name for magic, name in COMPRESSED.items() if head.startswith(magic)), None):
+        return (f"a {kind}-compressed file, not plain text; decompress it first, or use the plain-text file "
+                "(a book's \"Plain Text UTF-8\" URL)")
     start = head.removeprefix(b"\xef\xbb\xbf").lstrip()
     if not start and not more:
         return "an empty file" + (" (0 bytes)" if not head else " (only whitespace)")
@@ -318,5 +325,3 @@ def fetch_many(downloads: list[Download], label: str, **fetch_args) -> tuple[dic
         except UserError as err:
             failed[dest] = str(err)
     return used, failed
-
-

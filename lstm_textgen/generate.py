@@ -45,7 +45,10 @@ class Model:
         self.spec, self.rev, self.repo = branch_spec(branch), rev, repo
         self.branch = branch
         self.commit = None
-        if rev and not repo:
+        if repo:
+            from lstm_textgen.audit import check_repo
+            check_repo(repo, rev)
+        elif rev:
             from lstm_textgen.audit import resolve_rev
             self.commit = resolve_rev(rev)
         self.stepper = Stepper(np.load(io.BytesIO(self._read(self.spec["weights"])), allow_pickle=False))

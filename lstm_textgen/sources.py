@@ -76,16 +76,21 @@ def failure_message(failed: dict, downloads: list[Download], hint: str, arrived_
     lines = [f"could not download {len(failed)} of {len(downloads)} {noun}:"] if len(downloads) > 1 else []
     arrived = len(downloads) - len(failed)
     if arrived:
-        errors.append(f"The other {arrived} arrived and are kept in {arrived_dir}: the next run downloads only the "
-                      f"{len(failed)} that failed. {out_dir} is left as it was.")
-    return "\n".join(lines + errors + [hint])
+        kept = f"The other {noun[:-1]} arrived and is kept" if arrived == 1 else f"The other {arrived} arrived and are kept"
+        errors.append(f"{kept} in {arrived_dir}: the next run downloads only the {len(failed)} that failed. "
+                      f"{out_dir} is left as it was.")
+    return "\n".join(lines + errors + ([hint] if hint else []))
 
 
 def text_download(text: Text, folder: Path) -> tuple[Download, str]:
     """How to fetch a text, and the hint its failure ends with."""
-    hint = ("Check the network and the URL in download-gutenberg.texts (or give a local path)" if is_url(text.source)
-            else "params.yaml: download-gutenberg.texts: a path is read from the project root (where dvc.yaml "
-                 "is); give an existing file or an http(s) URL")
+    if is_url(text.source):
+        hint = "Check the network and the URL in download-gutenberg.texts (or give a local path)"
+    elif Path(text.source).is_file():
+        hint = f"Check what {text.source} holds: download-gutenberg.texts takes plain UTF-8 text files"
+    else:
+        hint = ("params.yaml: download-gutenberg.texts: a path is read from the project root (where dvc.yaml "
+                "is); give an existing file or an http(s) URL")
     return Download(f"text {text.source}", [text.source], folder / text.name), hint
 
 

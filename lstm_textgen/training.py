@@ -27,7 +27,11 @@ import hashlib
 import json
 import math
 import os
+import contextlib
+import select
 import shutil
+import signal
+import socket
 import sys
 import time
 import zipfile
@@ -45,7 +49,7 @@ from lstm_textgen.params import (base_file, dropout_rate, integer, non_negative_
 PARAMS = {"layers": positive_int, "units": positive_int, "embedding_dim": positive_int, "dropout": dropout_rate,
           "batch_size": positive_int, "epochs": positive_int, "learning_rate": positive_number,
           "seed": integer, "patience": non_negative_int,
-          "distribute": one_of("one_device", "mirrored", "multi_worker")}
+          "distribute": one_of("one_device", "mirrored", "multi_worker"), "worker_timeout": positive_number}
 
 
 BRANCH_PARAMS = {"char": {"init_from": base_file(".keras", "data/base/model.keras")}, "headlines": {}}
@@ -130,7 +134,7 @@ def check_base_model(params: dict, vocab: dict, spec: dict) -> dict:
 CHECKPOINTS = Path("data/checkpoints")
 
 
-NOT_BINDING = ("epochs", "patience")  # a resumed run may change these
+NOT_BINDING = ("epochs", "patience", "worker_timeout")  # a resumed run may change these
 
 
 class Role(NamedTuple):
@@ -185,6 +189,100 @@ def worker_role(tf_config: str | None, param: str) -> Role:
                     '{"type": "worker", "index": i}: the cluster has '
                     + ", ".join(f"{k} 0 to {n - 1}" for k, n in places.items()) + f"; got {task!r}")
     return Role(index + (len(cluster.get("chief", [])) if kind == "worker" else 0), len(addresses))
+
+
+def cluster_addresses(tf_config: str) -> list[str]:
+    """Every worker's host:port, in Role.index order (a "chief" entry first); TF_CONFIG as
+    worker_role has checked it."""
+    cluster = json.loads(tf_config)["cluster"]
+    return [*cluster.get("chief", []), *cluster.get("worker", [])]
+
+
+def answers(address: str, seconds: float = 1.0) -> bool:
+    """Whether something listens at host:port (a worker's TensorFlow server, once it started)."""
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=seconds):
+            return True
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def waiting_for_the_others(role: Role, timeout: float, stage: str, addresses: list[str] | None = None):
+    """Run the block, in which a multi-worker run meets its other workers, watched: TensorFlow
+    waits for them without a word, for ever, and holding Python's lock, so no thread of this
+    process can speak meanwhile. This process forks before TensorFlow loads: the child runs the
+    block and the training; the parent (no TensorFlow) says every few seconds which workers do not
+    answer yet and, after `timeout` seconds, stops the child and exits 1 with one message naming
+    them, before anything is written; once the workers have met, it only waits for the child
+    and exits as it did. Alone (one worker): just the block."""
+    if role.count == 1:
+        yield
+        return
+    addresses = addresses or cluster_addresses(os.environ["TF_CONFIG"])
+    others = {i: a for i, a in enumerate(addresses) if i != role.index}
+    met_r, met_w = os.pipe()
+    parent = os.getpid()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    child = os.fork()
+    if child:
+        os.close(met_w)
+        sys.exit(watch_the_meeting(child, met_r, others, timeout, stage))
+    os.close(met_r)
+    die_with(parent)
+    yield
+    os.write(met_w, b"met")
+    os.close(met_w)
+
+
+def die_with(parent: int) -> None:
+    """Have the kernel kill this process when `parent` dies (Linux's PR_SET_PDEATHSIG), so that a
+    stage killed outright (kill -9) takes its training with it. Elsewhere nothing is asked."""
+    import ctypes
+    import ctypes.util
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # it died before the request: follow it now
+        os._exit(1)
+
+
+def watch_the_meeting(child: int, met: int, others: dict[int, str], timeout: float, stage: str) -> int:
+    """The parent's side of waiting_for_the_others: the child's exit code, or 1 if it gave up."""
+    for sig in (signal.SIGINT, signal.SIGTERM):  # a stopped stage stops its training
+        signal.signal(sig, lambda number, frame: os.kill(child, number))
+    name = {i: f"worker {i}" + (" (the chief)" if i == 0 else "") for i in others}
+    started, every = time.monotonic(), min(10.0, max(timeout / 3, 1.0))
+    said = 0.0
+    while not select.select([met], [], [], 1.0)[0]:
+        ended, status = os.waitpid(child, os.WNOHANG)
+        if ended:
+            return exit_code(status)
+        waited = time.monotonic() - started
+        if waited < said + every and waited < timeout:
+            continue
+        silent = [i for i, address in others.items() if not answers(address)]
+        if not silent:
+            continue  # all up: TensorFlow is meeting them
+        who = ", ".join(f"{name[i]} at {others[i]}" for i in silent)
+        if waited >= timeout:
+            os.kill(child, signal.SIGKILL)
+            os.waitpid(child, 0)
+            print(f"error: gave up after {waited:.0f} s ({stage}.worker_timeout = {timeout:g}): nothing answers at "
+                  f"{who}. Start the same training there (docs/gpus.md), or correct TF_CONFIG's addresses; "
+                  "nothing was written, the previous model is kept", file=sys.stderr, flush=True)
+            return 1
+        print(f"waiting for {who} ({waited:.0f} s)", file=sys.stderr, flush=True)
+        said = waited
+    return exit_code(os.waitpid(child, 0)[1])
+
+
+def exit_code(status: int) -> int:
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code  # killed by signal n: 128 + n, as a shell reports it
 
 
 def prepare_checkpoint(folder: Path, fingerprint: dict) -> tuple[int, str | None]:
@@ -415,8 +513,10 @@ def set_up(params: dict, vocab: dict, spec: dict, base: dict | None) -> Setup:
     model, strategy = compiled_model(params, len(vocab["tokens"]))
     base_model = None
     if base:  # a resumed run then loads its checkpoint over these weights
-        base_model = load_model(base["path"], fix=f"bring it in again with `dvc update {base['path']}.dvc`, or "
-                                                  f"set {spec['train_stage']}.init_from to another base model")
+        path = base["path"]
+        again = (f"bring it in again with `dvc update {path}.dvc`" if Path(f"{path}.dvc").is_file() else
+                 f"replace it with a model train-lstm saved (`dvc import <base repo> data/models/char.keras -o {path}`)")
+        base_model = load_model(path, fix=f"{again}, or set {spec['train_stage']}.init_from to another base model")
         with strategy.scope():
             model.set_weights(base_model.get_weights())
     return Setup(model, strategy, *device_and_kernel(model, strategy), base_model)

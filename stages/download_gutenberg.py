@@ -57,7 +57,7 @@ def main() -> None:
         dest = ARRIVED / text.name
         if dest not in failed and (problem := pin_problem(text, dest)):
             dest.unlink()
-            failed[dest] = problem
+            failed[dest], hints[dest] = problem, ""  # it says what to do: no network hint
     if failed:
         remove_if_empty(ARRIVED)
         first = next(d.dest for d in downloads if d.dest in failed)

@@ -59,7 +59,7 @@ def main() -> None:
     write_json(CLEANING, {k: params[k] for k in ("lowercase", "ascii_punctuation")})
     write_json(METRICS, {"books": sum("id" in e for e in manifest), "texts": sum("id" not in e for e in manifest),
                          "characters": book_chars + joins, "lines": book_lines + joins,
-                         "characters_removed": raw_chars - book_chars})
+                         "characters_removed": max(raw_chars - book_chars - joins, 0)})
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from lstm_textgen.errors import run_stage
 from lstm_textgen.files import atomic_dir, atomic_path, write_json, write_npz
 from lstm_textgen.params import read_params
 from lstm_textgen.training import (BASE_RECORD, CHECKPOINTS, LOSS_TABLE, check_base_model, fit, loss_table, role_of,
-                                   schema, set_up, summary, where_to_start)
+                                   schema, set_up, summary, waiting_for_the_others, where_to_start)
 from lstm_textgen.vocab import read_vocab
 
 
@@ -38,13 +38,14 @@ def main(branch: str = "char") -> None:
     base = check_base_model(params, vocab, spec) if params.get("init_from") else None
 
     # TensorFlow loads only now, once the inputs are known to be good.
-    setup = set_up(params, vocab, spec, base)
-    from lstm_textgen.model import sampler_weights, targets_per_epoch
-    worker = (f"worker {role.index} of {role.count} ({'the chief' if role.chief else 'writes nothing'}): "
-              if role.count > 1 else "")
-    print(f"{worker}training {branch} on {setup.device} with the {setup.kernel} LSTM kernel: "
-          f"{targets_per_epoch(train, vocab):,} {vocab.get('unit', 'char')}s to predict per epoch", file=sys.stderr)
-    done, so_far = where_to_start(setup, params, spec, branch, role, base, len(vocab["tokens"]))
+    with waiting_for_the_others(role, params["worker_timeout"], spec["train_stage"]):
+        setup = set_up(params, vocab, spec, base)
+        from lstm_textgen.model import sampler_weights, targets_per_epoch
+        worker = (f"worker {role.index} of {role.count} ({'the chief' if role.chief else 'writes nothing'}): "
+                  if role.count > 1 else "")
+        print(f"{worker}training {branch} on {setup.device} with the {setup.kernel} LSTM kernel: "
+              f"{targets_per_epoch(train, vocab):,} {vocab.get('unit', 'char')}s to predict per epoch", file=sys.stderr)
+        done, so_far = where_to_start(setup, params, spec, branch, role, base, len(vocab["tokens"]))
     live, seconds = fit(setup, params, vocab, train, val, branch, role, done, so_far, base)
     if not role.chief:
         print(f"{worker}done; worker 0 wrote the model and the metrics", file=sys.stderr)

@@ -74,3 +74,56 @@ def test_edited_or_unrecorded_files_are_refused(experiments):
     assert "metrics/sample/char/mine.txt was produced by no recorded run" in proc.stderr
     proc = audit(repo, env, SAMPLE, "--rev", "nosuchexp", check=False)
     assert proc.returncode == 1 and "'nosuchexp' is neither a git revision nor an experiment name" in proc.stderr
+
+
+def test_a_model_retrained_without_resampling_is_not_presented_as_the_texts(reproduced_project, tmp_path):
+    """The README's own pattern: retrain with other params but do not resample. The sample text
+    was written by the model before; the audit says so, naming both hashes, and shows neither
+    the new params nor the new model's score as the text's; in the workspace, in the experiment,
+    and at a commit that holds the stale state; and not once the sample is made again."""
+    repo, env = reproduced_project(tmp_path / "repo")
+    sh(["git", "add", "-A"], repo, env)
+    sh(["git", "commit", "-q", "-m", "baseline"], repo, env)
+    before = json.loads(audit(repo, env, SAMPLE, "--json").stdout)
+    assert before["chain"] == {"intact": True, "broken": [], "unverified_stages": []}
+    old_model = before["stages"]["train-lstm"]["outs"]["data/models/char.npz"]
+    sh(["dvc", "exp", "run", "-n", "tiny32", "-S", "train-lstm.units=32", "train-lstm"], repo, env)
+    assert "changed deps" in sh(["dvc", "status", "sample"], repo, env).stdout
+    sh(["git", "add", "-A"], repo, env)
+    sh(["git", "commit", "-q", "-m", "retrained, not resampled"], repo, env)
+    for rev in ([], ["--rev", "tiny32"], ["--rev", "HEAD"]):
+        report = json.loads(audit(repo, env, SAMPLE, *rev, "--json").stdout)
+        link, = report["chain"]["broken"]
+        assert link["stage"] == "sample" and link["input"] == "data/models/char.npz"
+        assert link["input_md5"] == old_model != link["upstream_md5"]
+        assert link["upstream_stage"] == "train-lstm" and not report["chain"]["intact"]
+        assert report["chain"]["unverified_stages"] == ["train-lstm"]
+        assert "train-lstm" not in report["stages"] and "model_score" not in report
+        assert report["stages"]["window"]["params"]["window.seq_length"] == 20  # the links that hold are shown
+        text = audit(repo, env, SAMPLE, *rev).stdout
+        assert f"WARNING: sample made its outputs from data/models/char.npz md5 {old_model}" in text
+        assert link["upstream_md5"] in text and "units = 32" not in text and "units = 16" not in text
+    sh(["dvc", "repro"], repo, env)
+    sh(["git", "add", "-A"], repo, env)
+    sh(["git", "commit", "-q", "-m", "resampled"], repo, env)
+    after = json.loads(audit(repo, env, SAMPLE, "--json").stdout)
+    assert after["chain"]["intact"] and after["stages"]["train-lstm"]["params"]["train-lstm.units"] == 32
+    stale = json.loads(audit(repo, env, SAMPLE, "--rev", "HEAD~1", "--json").stdout)
+    assert not stale["chain"]["intact"]  # the past commit still tells the truth about itself
+
+
+def test_generate_json_names_a_model_whose_windows_changed_since(reproduced_project, tmp_path):
+    """generate --json's provenance is the same audit, of the model it loads: windows cut again
+    (in an experiment that ran window only) break the model's chain."""
+    repo, env = reproduced_project(tmp_path / "repo")
+    sh(["git", "add", "-A"], repo, env)
+    sh(["git", "commit", "-q", "-m", "baseline"], repo, env)
+    sh(["dvc", "exp", "run", "-n", "step7", "-S", "window.step=7", "window"], repo, env)
+    out = sh(["python", "-m", "lstm_textgen", "generate", "--rev", "step7", "--json", "--seed", "1", "--length", "5",
+              "alice"], repo, env).stdout
+    provenance = json.loads(out)["provenance"]
+    assert {link["stage"] for link in provenance["chain"]["broken"]} == {"train-lstm"}
+    assert {link["input"] for link in provenance["chain"]["broken"]} == {"data/windows/train.npz"}
+    # only window's record is another run's: the vocabulary the model used is still encode-vocab's
+    assert provenance["chain"]["unverified_stages"] == ["window"]
+    assert "window" not in provenance["stages"] and "encode-vocab" in provenance["stages"]

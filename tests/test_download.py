@@ -7,6 +7,7 @@ import re
 import socket
 import threading
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -451,3 +452,47 @@ def test_texts_are_fetched_afresh_after_a_failed_run_where_books_are_kept(server
     notes = json.loads((in_tmp / "data/raw/manifest.json").read_text())[2]
     assert (in_tmp / "data/raw" / notes["file"]).read_bytes() == b"second draft\n"
     assert server.hits["/pg1.txt"] == 1  # the book was kept
+
+
+@pytest.mark.parametrize("kind, compress", [
+    ("gzip", lambda b: __import__("gzip").compress(b)), ("bz2", lambda b: __import__("bz2").compress(b)),
+    ("xz", lambda b: __import__("lzma").compress(b)), ("zip", None)])
+def test_compressed_text_served_as_plain_text_is_refused_by_name(server, in_tmp, kind, compress):
+    """A compressed body with no Content-Encoding, as `.txt`, from a URL or a local path: refused,
+    naming the format, and never written to data/raw as if it were text."""
+    if compress is None:
+        with zipfile.ZipFile(in_tmp / "book.zip", "w") as archive:
+            archive.writestr("pg1.txt", BOOK)
+        packed = (in_tmp / "book.zip").read_bytes()
+    else:
+        packed = compress(BOOK)
+    server.files["/pg1.txt"] = packed
+    (in_tmp / "local.txt").write_bytes(packed)
+    for texts in ([server.url + "/pg1.txt"], ["local.txt"]):
+        texts_params(in_tmp, texts)
+        with pytest.raises(UserError, match=rf"a {kind}-compressed file, not plain text; decompress it first"):
+            download_gutenberg.main()
+        assert not (in_tmp / "data/raw").exists() and not (in_tmp / "data/checkpoints").exists()
+
+
+def test_one_book_that_arrived_is_named_in_the_singular(server, in_tmp):
+    server.files["/a/pg1.txt"] = BOOK
+    params_for(in_tmp, server, ids=(1, 2), paths=("/a/pg{id}.txt",))
+    with pytest.raises(UserError, match="The other book arrived and is kept in data/checkpoints"):
+        download_gutenberg.main()
+
+
+def test_the_hint_fits_the_failure(server, in_tmp):
+    """An empty file that exists is not told to "give an existing file"; a text whose bytes are
+    not its pin gets no network hint."""
+    (in_tmp / "empty.txt").write_bytes(b"")
+    texts_params(in_tmp, ["empty.txt"])
+    with pytest.raises(UserError) as err:
+        download_gutenberg.main()
+    assert "an empty file" in str(err.value) and "give an existing file" not in str(err.value)
+    assert str(err.value).splitlines()[-1].startswith("Check what empty.txt holds")
+    server.files["/mine.txt"] = ESSAY
+    texts_params(in_tmp, [{"source": server.url + "/mine.txt", "sha256": "0" * 64}])
+    with pytest.raises(UserError) as err:
+        download_gutenberg.main()
+    assert "network" not in str(err.value).lower() and "the file changed" in str(err.value)

@@ -4,6 +4,7 @@ undoing the mistake leaves the pipeline up to date, with nothing to retrain."""
 
 import hashlib
 import os
+import re
 import signal
 import subprocess
 import time
@@ -54,6 +55,43 @@ def test_a_failed_stage_keeps_its_last_good_outputs(built, section, key, bad, sa
     assert snapshot(repo) == before  # every output, and dvc.lock, as the last good run left them
     set_param(repo, section, key, good)
     assert_nothing_to_rerun(repo, env)
+
+
+def edit_section(repo, section, edit) -> str:
+    """Apply `edit` to a params.yaml section (a dict); return the file as it was."""
+    text = (repo / "params.yaml").read_text()
+    params = yaml.safe_load(text)
+    edit(params[section])
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return text
+
+
+@pytest.mark.parametrize("edit, says", [
+    (lambda s: s.update(unitz=64), "train-lstm.unitz is not a known param (did you mean 'units'?)"),
+    (lambda s: s.update(unitz=s.pop("units")), "train-lstm.units is missing"),
+], ids=["a key added beside the right one", "a key renamed"])
+def test_a_params_typo_is_named_even_when_nothing_else_would_rerun(built, edit, says):
+    """Each stage depends on its whole params section: a mistyped key reruns the stage, whose own
+    check names it, instead of DVC skipping every stage or saying only that a param is missing."""
+    repo, env, _ = built
+    before = snapshot(repo)
+    original = edit_section(repo, "train-lstm", edit)
+    failed = sh(["dvc", "repro"], repo, env, check=False)
+    assert failed.returncode != 0 and says in failed.stderr, failed.stderr
+    assert "train-lstm.unitz is not a known param (did you mean 'units'?)" in failed.stderr
+    assert "Running stage 'train-lstm'" in failed.stdout and "Running stage 'window'" not in failed.stdout
+    assert snapshot(repo) == before
+    (repo / "params.yaml").write_text(original)
+    assert_nothing_to_rerun(repo, env)
+
+
+def test_changing_seq_length_reruns_only_window_and_what_follows(reproduced_project, tmp_path):
+    """With each stage depending on its whole params section, the promise still holds."""
+    repo, env = reproduced_project(tmp_path / "repo")
+    set_param(repo, "window", "seq_length", param(repo, "window", "seq_length") - 2)
+    assert set(yaml.safe_load(sh(["dvc", "status", "--json"], repo, env).stdout)) == {"window"}
+    ran = re.findall(r"Running stage '([^']+)'", sh(["dvc", "repro"], repo, env).stdout)
+    assert sorted(ran) == ["sample", "train-lstm", "window"]
 
 
 def test_a_killed_training_run_keeps_the_last_model(built):

@@ -1,11 +1,13 @@
 """Faults and bad input: corrupt or mismatched artifacts, hostile models, stalled downloads,
 stages killed at random moments, and properties of the pure functions (hypothesis)."""
 
+import json
 import random
 import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -144,3 +146,37 @@ def test_headline_cleaning_never_crashes_and_rows_are_never_empty(raw, switches)
         vocab = hl.build_word_vocab(words, 50, switches)
         rows, _ = hl.headline_rows(words, vocab, max_length=8)
         assert (rows[0] != vocab["tokens"].index("<pad>")).sum() >= 2 or len(words[0]) > 8
+
+
+def test_a_base_model_carrying_code_is_refused_naming_only_files_that_exist(tmp_path, monkeypatch):
+    """Refusing a Lambda base model: `dvc update <it>.dvc` is suggested only when that .dvc file
+    exists (the model came by `dvc import`)."""
+    import keras
+    from lstm_textgen import training
+    monkeypatch.chdir(tmp_path)
+    hostile = Path("data/base/model.keras")
+    hostile.parent.mkdir(parents=True)
+    keras.Sequential([keras.Input((3,)), keras.layers.Lambda(lambda x: x * 2), keras.layers.Dense(2)]).save(hostile)
+    params = {"layers": 1, "units": 4, "embedding_dim": 2, "dropout": 0.0, "learning_rate": 0.01, "seed": 1,
+              "distribute": "one_device"}
+    vocab, spec, base = {"tokens": list("abc")}, {"train_stage": "train-lstm"}, {"path": str(hostile)}
+    with pytest.raises(UserError) as err:
+        training.set_up(params, vocab, spec, base)
+    assert "refusing data/base/model.keras" in str(err.value) and ".dvc" not in str(err.value)
+    assert "replace it with a model train-lstm saved" in str(err.value)
+    Path(f"{hostile}.dvc").write_text("outs: []\n")
+    with pytest.raises(UserError, match=r"bring it in again with `dvc update data/base/model.keras.dvc`"):
+        training.set_up(params, vocab, spec, base)
+
+
+def test_a_corpus_identical_to_its_text_reports_nothing_removed(tmp_path, monkeypatch):
+    """A text of your own kept whole: metrics/corpus.json says 0 characters were removed."""
+    import strip_boilerplate
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data/raw").mkdir(parents=True)
+    (tmp_path / "data/raw/text-1-notes.txt").write_text("some notes\nof mine\n")
+    (tmp_path / "data/raw/manifest.json").write_text(json.dumps([{"text": "notes.txt", "file": "text-1-notes.txt"}]))
+    write_params(tmp_path, strip_boilerplate={"lowercase": False})
+    strip_boilerplate.main()
+    assert (tmp_path / "data/clean/corpus.txt").read_text() == "some notes\nof mine\n"
+    assert json.loads((tmp_path / "metrics/corpus.json").read_text())["characters_removed"] == 0

@@ -154,6 +154,29 @@ def test_a_clone_whose_remote_lacks_the_model_is_refused(project, tmp_path):
     assert "Traceback" not in proc.stderr
 
 
+def test_each_unusable_repo_gets_its_own_message(project, tmp_path):
+    """--repo: a path that does not exist, a --rev it does not have (`master` where the branch is
+    `main`), and a clone with no DVC remote are each told apart from a remote that lacks the model."""
+    repo, env, _, _ = project
+    clone = tmp_path / "clone"
+    sh(["git", "clone", "-q", str(repo), str(clone)], tmp_path, env)
+    branch = sh(["git", "branch", "--show-current"], clone, env).stdout.strip()
+    sh(["dvc", "remote", "remove", "shared"], clone, env)  # committed with the project: this clone has none
+    other = "main" if branch == "master" else "master"
+    for args, message in [
+        (["--repo", str(tmp_path / "nowhere")], f"--repo {tmp_path / 'nowhere'}: no such folder"),
+        (["--repo", str(tmp_path)], f"--repo {tmp_path} is not a git repository"),
+        (["--repo", str(clone), "--rev", other], f"--rev {other} is no commit, branch or tag of {clone} "
+                                                 f"(its branches: {branch})"),
+        (["--repo", str(clone)], "that clone has no DVC remote to fetch it from"),
+    ]:
+        for command in (["generate", *args, "alice"], ["audit", "data/models/char.npz", *args]):
+            proc = subprocess.run([sys.executable, "-m", "lstm_textgen", *command], cwd=repo, env=env,
+                                  capture_output=True, text=True)
+            assert proc.returncode == 1 and message in proc.stderr, (command, proc.stderr)
+            assert "neither in the local cache nor on the DVC remote" not in proc.stderr
+
+
 def test_no_model_in_the_workspace_says_how_to_get_one(tmp_path, monkeypatch):
     from lstm_textgen import generate
     monkeypatch.chdir(tmp_path)

@@ -200,3 +200,30 @@ def test_the_stage_says_so_before_loading_tensorflow(tmp_path, monkeypatch):
                           timeout=120)
     assert proc.stdout.split() == ["False", "1"], proc.stderr
     assert proc.stderr.startswith(f"error: {PARAM} is multi_worker, but the TF_CONFIG environment variable is not set")
+
+
+@pytest.mark.parametrize("index", [0, 1], ids=["the chief waits for a worker", "a worker waits for the chief"])
+def test_a_worker_that_never_answers_is_named_then_given_up_on(tmp_path, index):
+    """TF_CONFIG names a second worker on a port of 127.0.0.1 where nothing listens: the stage
+    says whom it waits for while it waits, then gives up after worker_timeout with one message
+    naming the address, exit code 1, and the previous model as it was."""
+    run_data_stages(tmp_path, n_words=300,
+                    train_lstm={**TINY["train_lstm"], "distribute": "multi_worker", "worker_timeout": 8})
+    (tmp_path / "data/models").mkdir(parents=True)
+    (tmp_path / "data/models/char.keras").write_bytes(b"the previous model")
+    addresses = [f"127.0.0.1:{port}" for port in free_ports(2)]
+    tf_config = {"cluster": {"worker": addresses}, "task": {"type": "worker", "index": index}}
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, str(ROOT / "stages/train_lstm.py"), "char"], cwd=tmp_path,
+                          env={**os.environ, "TF_CONFIG": json.dumps(tf_config)}, capture_output=True, text=True,
+                          timeout=300)
+    other = 1 - index
+    silent = f"worker {other}{' (the chief)' if other == 0 else ''} at {addresses[other]}"
+    assert proc.returncode == 1, proc.stderr
+    assert f"waiting for {silent} (" in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: gave up after") and f"nothing answers at {silent}" in last
+    assert "train-lstm.worker_timeout = 8" in last and "Traceback" not in proc.stderr
+    assert time.monotonic() - started < 120
+    assert (tmp_path / "data/models/char.keras").read_bytes() == b"the previous model"
+    assert not (tmp_path / "metrics/train").exists()

@@ -2,7 +2,9 @@
 server (moto) on 127.0.0.1, and the second person's flow: clone, pull, nothing to retrain."""
 
 import hashlib
+import json
 import os
+import sys
 import signal
 import subprocess
 import threading
@@ -56,15 +58,25 @@ def test_local_remote_round_trip(built, tmp_path):
 
 class Gate:
     """WSGI middleware around the S3 server: counts object uploads and, once closed, holds
-    every request until it is opened again (a connection that hangs mid-push)."""
+    every request until it is opened again (a connection that hangs mid-push). With `cut_dir`
+    (a function that stores an empty object under a key), the first upload of a directory
+    listing (a `.dir` object) stalls after 0 bytes, which the store keeps, as a store that keeps
+    what it was sent of an object would: its request never gets an answer until the gate opens."""
 
     def __init__(self, app):
-        self.app, self.uploads, self.close_after = app, 0, None
+        self.app, self.uploads, self.close_after, self.cut_dir = app, 0, None, None
         self.opened = threading.Event()
         self.opened.set()
 
     def __call__(self, environ, start_response):
         self.opened.wait()
+        if self.cut_dir and environ["REQUEST_METHOD"] == "PUT" and environ["PATH_INFO"].endswith(".dir"):
+            store_empty, self.cut_dir = self.cut_dir, None
+            store_empty(environ["PATH_INFO"].strip("/").split("/", 1)[1])
+            self.opened.clear()
+            self.opened.wait()  # until the push has been killed
+            start_response("500 Internal Server Error", [("Content-Length", "0")])
+            return [b""]
         response = self.app(environ, start_response)
         if environ["REQUEST_METHOD"] == "PUT" and environ["PATH_INFO"].strip("/").count("/"):
             self.uploads += 1
@@ -88,6 +100,9 @@ def s3(monkeypatch):
         monkeypatch.setenv(key, value)
     client = boto3.client("s3", endpoint_url=endpoint)
     client.create_bucket(Bucket="textgen")
+    # moto keeps its buckets per process, not per server: start each test with an empty one
+    for stored in client.list_objects_v2(Bucket="textgen").get("Contents", []):
+        client.delete_object(Bucket="textgen", Key=stored["Key"])
     yield endpoint, gate, client
     gate.opened.set()
     server.shutdown()
@@ -123,3 +138,64 @@ def test_s3_round_trip_survives_an_interrupted_push(built, s3, tmp_path):
     assert stored() > partial
     assert "are in sync" in sh(["dvc", "status", "--cloud"], repo, env).stdout
     second_person(repo, env, tmp_path, hashes)
+
+
+def test_a_push_killed_mid_object_is_mended_by_check_remote(built, s3, tmp_path):
+    """The upload of a directory listing stalls with 0 bytes stored, and the push is killed: from
+    then on every `dvc push` fails ("corrupted") and `dvc status -c` does not say why. The
+    check finds the bad object, --remove-bad removes it, and the next push sends it again: a
+    fresh clone pulls everything and has nothing to rerun."""
+    repo, env = built
+    env = {**env, **{k: os.environ[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")}}
+    endpoint, gate, client = s3
+    hashes = data_hashes(repo)
+    sh(["dvc", "remote", "add", "-d", "s3", "s3://textgen/lstm"], repo, env)
+    sh(["dvc", "remote", "modify", "s3", "endpointurl", endpoint], repo, env)
+    sh(["git", "add", "-A"], repo, env)
+    sh(["git", "commit", "-q", "-m", "pipeline outputs and remote"], repo, env)
+
+    gate.cut_dir = lambda key: client.put_object(Bucket="textgen", Key=key, Body=b"")
+    push = subprocess.Popen(["dvc", "push"], cwd=repo, env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while gate.opened.is_set():
+        assert push.poll() is None and time.monotonic() < deadline, "dvc push ended before the cut"
+        time.sleep(0.05)
+    os.killpg(push.pid, signal.SIGKILL)
+    push.wait()
+    gate.opened.set()
+    time.sleep(0.5)
+    cut = [o["Key"] for o in client.list_objects_v2(Bucket="textgen")["Contents"] if o["Key"].endswith(".dir")]
+    assert [client.head_object(Bucket="textgen", Key=k)["ContentLength"] for k in cut] == [0]
+    wedged = sh(["dvc", "push"], repo, env, check=False)
+    assert wedged.returncode != 0 and "corrupted" in wedged.stderr + wedged.stdout  # DVC's own behaviour
+
+    check = [sys.executable, "-m", "lstm_textgen", "check-remote"]
+    found = sh(check, repo, env, check=False)
+    assert found.returncode == 1 and f"bad: textgen/{cut[0]}: " in found.stdout
+    assert "does not parse as a directory listing (0 bytes)" in found.stdout
+    removed = sh([*check, "--remove-bad"], repo, env)
+    assert "removed 1 bad of" in removed.stdout
+    sh(["dvc", "push"], repo, env)
+    assert "each is what its name says" in sh(check, repo, env).stdout
+    second_person(repo, env, tmp_path, hashes)
+
+
+def test_check_remote_finds_a_file_object_whose_bytes_are_not_its_name(built, tmp_path):
+    """On a local-directory remote: one object's bytes changed (a push cut short on a store that
+    keeps partial objects), another untouched."""
+    repo, env = built
+    commit_and_push(repo, env, "shared", str(tmp_path / "remote"))
+    objects = sorted(p for p in (tmp_path / "remote/files/md5").rglob("*") if p.is_file() and p.suffix != ".dir")
+    damaged = objects[0]
+    damaged.write_bytes(damaged.read_bytes()[: damaged.stat().st_size // 2])
+    check = [sys.executable, "-m", "lstm_textgen", "check-remote"]
+    found = sh(check, repo, env, check=False)
+    assert found.returncode == 1 and damaged.name in found.stdout and "not to its name" in found.stdout
+    assert found.stdout.count("bad:") == 1
+    sh([*check, "--remove-bad"], repo, env)
+    assert not damaged.exists()
+    sh(["dvc", "push"], repo, env)
+    assert damaged.exists() and "each is what its name says" in sh(check, repo, env).stdout
+    listing = json.loads(next((tmp_path / "remote/files/md5").rglob("*.dir")).read_text())
+    assert all("md5" in entry for entry in listing)
