@@ -108,15 +108,21 @@ def s3(monkeypatch):
     server.shutdown()
 
 
-def test_s3_round_trip_survives_an_interrupted_push(built, s3, tmp_path):
-    repo, env = built
+def with_s3_remote(repo, env, endpoint) -> dict:
+    """The project's default remote set to the S3 server, committed; the environment to reach it."""
     env = {**env, **{k: os.environ[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")}}
-    endpoint, gate, client = s3
-    hashes = data_hashes(repo)
     sh(["dvc", "remote", "add", "-d", "s3", "s3://textgen/lstm"], repo, env)
     sh(["dvc", "remote", "modify", "s3", "endpointurl", endpoint], repo, env)
     sh(["git", "add", "-A"], repo, env)
     sh(["git", "commit", "-q", "-m", "pipeline outputs and remote"], repo, env)
+    return env
+
+
+def test_s3_round_trip_survives_an_interrupted_push(built, s3, tmp_path):
+    repo, env = built
+    endpoint, gate, client = s3
+    hashes = data_hashes(repo)
+    env = with_s3_remote(repo, env, endpoint)
 
     gate.close_after = 1  # the first upload lands, then the connection hangs
     push = subprocess.Popen(["dvc", "push"], cwd=repo, env=env, start_new_session=True,
@@ -146,13 +152,9 @@ def test_a_push_killed_mid_object_is_mended_by_check_remote(built, s3, tmp_path)
     check finds the bad object, --remove-bad removes it, and the next push sends it again: a
     fresh clone pulls everything and has nothing to rerun."""
     repo, env = built
-    env = {**env, **{k: os.environ[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")}}
     endpoint, gate, client = s3
     hashes = data_hashes(repo)
-    sh(["dvc", "remote", "add", "-d", "s3", "s3://textgen/lstm"], repo, env)
-    sh(["dvc", "remote", "modify", "s3", "endpointurl", endpoint], repo, env)
-    sh(["git", "add", "-A"], repo, env)
-    sh(["git", "commit", "-q", "-m", "pipeline outputs and remote"], repo, env)
+    env = with_s3_remote(repo, env, endpoint)
 
     gate.cut_dir = lambda key: client.put_object(Bucket="textgen", Key=key, Body=b"")
     push = subprocess.Popen(["dvc", "push"], cwd=repo, env=env, start_new_session=True,
