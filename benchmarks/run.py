@@ -39,8 +39,9 @@ from lstm_textgen.files import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# The figures other scripts write into the same file (scale.py, quality.py, pretraining.py): kept.
-OTHER_BENCHMARKS = ("scale", "quality", "pretraining")
+# The figures other scripts write into the same file (scale.py, quality.py, pretraining.py,
+# cpu_lstm_speed.py): kept.
+OTHER_BENCHMARKS = ("scale", "quality", "pretraining", "cpu_lstm")
 PROJECT_FILES = ["dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", ".dvc/config", ".dvc/.gitignore",
                  "data/base/README.md"]
 

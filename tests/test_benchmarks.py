@@ -427,3 +427,12 @@ def test_the_benchmark_runs_end_to_end_at_a_hundredth_of_its_budgets(tmp_path):
         assert list(run["held_out_loss_at_minutes"]) == [str(m) for m in quality.MARKS if m <= quality.BUDGETS[kind]]
     assert list(result["targets"]) == ["lstm", "lstm_large"]
     assert "target, the large LSTM at most 1.47 at 15 min:" in done.stdout
+
+
+@pytest.mark.parametrize("script, key", [("scale", "scale"), ("quality", "quality"), ("pretraining", "pretraining"),
+                                         ("cpu_lstm_speed", "cpu_lstm")])
+def test_a_full_run_keeps_the_key_of_every_other_benchmark_script(script, key):
+    """run.py rewrites metrics/benchmarks.json: the key each other script writes there is kept
+    (cpu_lstm_speed.py's was dropped before)."""
+    assert f'"{key}"' in (ROOT / f"benchmarks/{script}.py").read_text()  # the script writes that key
+    assert key in run.OTHER_BENCHMARKS
