@@ -30,7 +30,8 @@ commands:
 
 
 def usage() -> str:
-    return USAGE.format(commands="\n".join(f"  {name:<12}{what}" for name, (_, what) in COMMANDS.items()))
+    width = max(map(len, COMMANDS)) + 2
+    return USAGE.format(commands="\n".join(f"  {name:<{width}}{what}" for name, (_, what) in COMMANDS.items()))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -51,3 +51,10 @@ def test_each_stage_runs_the_package_of_the_checkout_it_runs_in(tmp_path):
                 "print(sys.modules['lstm_textgen'].__file__)")
         out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
         assert out.stdout.splitlines()[-1] == str(tmp_path / "lstm_textgen/__init__.py"), name
+
+
+def test_the_command_lists_each_subcommand_apart_from_what_it_does():
+    from lstm_textgen.cli import COMMANDS
+    out = subprocess.run([sys.executable, "-m", "lstm_textgen", "--help"], capture_output=True, text=True, check=True)
+    for name, (_, what) in COMMANDS.items():
+        assert any(line.split(maxsplit=1) == [name, what] for line in out.stdout.splitlines()), name
