@@ -94,7 +94,6 @@ def read_bytes(path: str, rev: str | None, repo: str | None = None) -> bytes | N
         if proc.returncode == 0:
             return proc.stdout
     import dvc.api  # only here: importing DVC takes half a second
-    from dvc.config import NoRemoteError
     from dvc.exceptions import DvcException, PathMissingError
     where = " ".join(filter(None, [repo and f"in {repo}", rev and f"at {rev}"]))
     unreachable = (f"cannot read {path} {where}: dvc.lock there lists it, but it is neither in the local cache "
@@ -112,10 +111,6 @@ def read_bytes(path: str, rev: str | None, repo: str | None = None) -> bytes | N
                                 "from; add one (`dvc remote add -d …`) and `dvc push` from the clone that made it")
             raise UserError(unreachable)
         return None
-    except NoRemoteError:
-        raise UserError(f"cannot read {path} {where}: it is not in the local cache, and "
-                        f"{'that clone' if repo else 'this project'} has no DVC remote to fetch it from; add one "
-                        "(`dvc remote add -d …`) and `dvc push` from the clone that made it")
     except DvcException as err:
         raise UserError(f"{unreachable} ({err})")
 

@@ -209,7 +209,7 @@ def answers(address: str, seconds: float = 1.0) -> bool:
 
 
 @contextlib.contextmanager
-def waiting_for_the_others(role: Role, timeout: float, stage: str, addresses: list[str] | None = None):
+def waiting_for_the_others(role: Role, timeout: float, stage: str):
     """Run the block, in which a multi-worker run meets its other workers, watched: TensorFlow
     waits for them without a word, for ever, and holding Python's lock, so no thread of this
     process can speak meanwhile. This process forks before TensorFlow loads: the child runs the
@@ -220,8 +220,7 @@ def waiting_for_the_others(role: Role, timeout: float, stage: str, addresses: li
     if role.count == 1:
         yield
         return
-    addresses = addresses or cluster_addresses(os.environ["TF_CONFIG"])
-    others = {i: a for i, a in enumerate(addresses) if i != role.index}
+    others = {i: a for i, a in enumerate(cluster_addresses(os.environ["TF_CONFIG"])) if i != role.index}
     met_r, met_w = os.pipe()
     parent = os.getpid()
     sys.stdout.flush()
