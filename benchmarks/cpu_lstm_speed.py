@@ -1,4 +1,4 @@
-"""Training speed of Keras' own LSTM loop against CpuLSTM's (benchmarks/cpu_lstm.py), side by
+"""Training speed of Keras' own LSTM loop against CpuLSTM's (lstm_textgen/cpu_lstm.py), side by
 side in one run: quality.py's two LSTMs (2x256 and 2x512), with its settings, batches and
 precision (mixed bfloat16 where the CPU runs it natively, else float32), on Tiny Shakespeare.
 Each loop trains in short turns of `--seconds` after an untimed first step (TensorFlow traces
@@ -22,7 +22,7 @@ from pathlib import Path
 import quality  # (imports lstm before keras: it quiets TensorFlow's start-up log)
 import keras
 
-from cpu_lstm import CpuLSTM
+from lstm_textgen.cpu_lstm import CpuLSTM
 from lstm_textgen.files import write_json
 from run import machine
 

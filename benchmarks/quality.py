@@ -4,6 +4,14 @@ Tiny Shakespeare.
 
     python benchmarks/quality.py                # about 55 minutes on 2 cores: each LSTM trains 15, the Transformer 10
     python benchmarks/quality.py --scale 0.01   # a smoke run: every budget and probe interval a hundredth
+    python benchmarks/quality.py --pipeline     # about 50 minutes: the product, PRESET by `dvc exp run`, 3 seeds
+
+--pipeline measures what a user gets: Tiny Shakespeare taken as a text of your own through every
+stage (download, strip, encode, window, train-lstm), with the committed params preset
+benchmarks/presets/tinyshakespeare.yaml (the large LSTM below, as train-lstm params) by `dvc exp
+run`, once per seed, each trained for the tokens this machine trains in --minutes; the figure is
+train-lstm's own best_val_loss on the held-out 10%, and its mean over the seeds. Written under
+"quality" -> "shakespeare_pipeline". Without it, the race below, in this script's own loop.
 
 The text: Tiny Shakespeare (--corpus; default ../shared/corpora/tinyshakespeare.txt beside the
 project, read in place), split as everyone splits it: the first 90% of its characters train, the
@@ -27,7 +35,7 @@ their budgets (SCHEDULE below), so one run per model gives every budget: the los
 minute 3 of the LSTM's 15-minute run is its 3-minute figure. Only the large LSTM, which races
 no one and counts at 15 minutes, cools its rate down over the last share of its budget
 (`cooldown`); its 3- and 10-minute figures come before that. Its probes score the moving
-average of its weights (averaged_weights). Each model trains in a process of
+average of its weights (lstm.holding_averaged_weights). Each model trains in a process of
 its own, started as run.py starts timed_training.py, so that its peak memory is its own and none
 inherits another's TensorFlow state.
 
@@ -35,7 +43,7 @@ The three models:
 - LSTM: train-lstm's model (lstm.build_model, cuDNN-eligible), input pipeline
   (lstm.window_dataset) and loss (sparse cross-entropy from logits), with the settings in LSTM
   below instead of params.yaml's, which suit one 130,000-character book trained to early stopping.
-  Its LSTM layers are CpuLSTM (benchmarks/cpu_lstm.py): Keras' layer with the same weights, but a
+  Its LSTM layers are CpuLSTM (lstm_textgen/cpu_lstm.py): Keras' layer with the same weights, but a
   time loop that does the same work in fewer, larger matrix products on a CPU (Keras' own loop on
   a GPU); benchmarks/cpu_lstm_speed.py times the two loops side by side. Its logits' bias starts
   at the log of each character's share of the training text (`unigram_bias`; train-lstm's, and
@@ -70,7 +78,6 @@ kept.
 """
 
 import argparse
-import contextlib
 import json
 import math
 import os
@@ -83,9 +90,11 @@ from lstm_textgen import model as lstm  # (before keras: it quiets TensorFlow's 
 import keras
 import numpy as np
 
-from cpu_lstm import CpuLSTM
+from lstm_textgen.cpu_lstm import CpuLSTM
+from lstm_textgen import training
+from lstm_textgen.model import bfloat16_native
 from lstm_textgen.files import write_json
-from run import machine, measured, work_folder
+from run import benchmark_env, copy_project, machine, measured, work_folder
 from lstm_textgen.vocab import build_char_vocab, encode_chars
 from lstm_textgen.windows import split_tail, window_starts
 
@@ -130,15 +139,6 @@ TRANSFORMER = {"layers": 4, "heads": 4, "width": 128, "context": 64, "batch_size
                "step": 1} | SCHEDULE
 
 MODELS = {"lstm": LSTM, "lstm_large": LSTM_LARGE, "transformer": TRANSFORMER}
-
-
-def bfloat16_native() -> bool:
-    """Whether this CPU does bfloat16 arithmetic in hardware (x86: avx512_bf16 or AMX)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def lstm_model(vocab_size: int, s: dict, lstm_layer: type = CpuLSTM) -> keras.Model:
@@ -311,7 +311,8 @@ def compiled(kind: str, s: dict, vocab_size: int, train_ids: np.ndarray, lstm_la
     if kind.startswith("lstm"):
         model = lstm_model(vocab_size, s, lstm_layer)
         if s["unigram_bias"]:
-            model.get_layer("logits").bias.assign(unigram_log_shares(train_ids, vocab_size))
+            model.get_layer("logits").bias.assign(training.unigram_log_shares({"tokens": train_ids},
+                                                                              {"tokens": [None] * vocab_size}))
         averaging = {"use_ema": True, "ema_momentum": s["ema_momentum"]} if s["ema_momentum"] else {}
         optimizer = keras.optimizers.Adam(rate, global_clipnorm=s["clipnorm"], **averaging)
     else:
@@ -323,31 +324,6 @@ def compiled(kind: str, s: dict, vocab_size: int, train_ids: np.ndarray, lstm_la
     starts = np.asarray(window_starts(len(train_ids), context, s["step"]))
     starts = starts[:len(starts) // batch * batch]
     return model, lstm.window_dataset(train_ids, starts, context, batch, shuffle_seed=1), len(starts) // batch, rate
-
-
-@contextlib.contextmanager
-def averaged_weights(model: keras.Model):
-    """Within the block, the model holds its optimizer's moving average of its weights, if the
-    optimizer keeps one (`ema_momentum`); its own weights again after (to within float32
-    rounding: Keras swaps the two by adding and subtracting)."""
-    if not model.optimizer.use_ema:
-        yield
-        return
-    swap = keras.callbacks.SwapEMAWeights()
-    swap.set_model(model)
-    # Its evaluate hooks, not its predict ones: in Keras 3.15 on_predict_end never swaps back.
-    swap.on_test_begin()
-    try:
-        yield
-    finally:
-        swap.on_test_end()
-
-
-def unigram_log_shares(ids: np.ndarray, vocab_size: int) -> np.ndarray:
-    """The log of each token's share of `ids`, counting one more of each (no log of 0): as the
-    logits' bias, a model that starts out predicting the text's character frequencies."""
-    counts = np.bincount(ids, minlength=vocab_size) + 1
-    return np.log(counts / counts.sum()).astype("float32")
 
 
 def speeds(corpus: Path, seconds: float) -> dict:
@@ -385,7 +361,7 @@ def train(kind: str, corpus: Path, seconds: float, every: float, precision: str)
     model, dataset, steps_per_pass, rate = compiled(kind, s, len(vocab["tokens"]), train_ids)
 
     def probe() -> float:
-        with averaged_weights(model):
+        with lstm.holding_averaged_weights(model):
             return block_loss(model.predict_on_batch, scored, context)
 
     clock = Clock(seconds, every, probe, rate)
@@ -484,9 +460,23 @@ def main() -> None:
     parser.add_argument("--precision", default="float32", help=argparse.SUPPRESS)
     parser.add_argument("--speeds", action="store_true", help=argparse.SUPPRESS)  # in its own process too
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--pipeline", action="store_true",
+                        help="only the product: PRESET through the pipeline, once per --seeds, --minutes each")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--minutes", type=float, default=15.0, help="--pipeline's budget per run")
     args = parser.parse_args()
     if not args.corpus.is_file():
         sys.exit(f"{args.corpus} not found: pass Tiny Shakespeare's text with --corpus")
+    if args.pipeline:
+        with work_folder("lstm-textgen-quality-", args.keep, "the project and its logs") as work:
+            result = pipeline_runs(args.corpus, args.minutes * args.scale, args.seeds, work, benchmark_env())
+        write_result(args.out, {"machine": machine(), **result}, "shakespeare_pipeline")
+        losses = ", ".join(f"{r['best_val_loss']:.4f}" for r in result["runs"].values())
+        print(f"Tiny Shakespeare through the pipeline, {result['minutes']:g} minutes of train-lstm each "
+              f"({result['max_tokens']:,} tokens, {result['precision']}): {losses}; mean {result['mean_best_val_loss']}"
+              f", spread {result['spread']}; target at most 1.45: "
+              + ("met" if result["mean_best_val_loss"] <= 1.45 else "MISSED"))
+        return
     if args.train:
         seconds = BUDGETS[args.train] * 60 * args.scale
         write_json(args.result, train(args.train, args.corpus, seconds, PROBE_SECONDS * args.scale, args.precision))
@@ -522,10 +512,56 @@ def main() -> None:
     print(f"written to {args.out}", file=sys.stderr)
 
 
-def write_result(out: Path, result: dict) -> None:
+PRESET = ROOT / "benchmarks/presets/tinyshakespeare.yaml"
+PROBE_STEPS = 40  # a first run of this many steps, for the precision auto chooses and its tokens per second
+
+
+def preset_flags(preset: dict) -> list[str]:
+    """`dvc exp run -S section.key=value` for every key of a params preset."""
+    import yaml
+    text = lambda value: yaml.safe_dump(value, default_flow_style=True).removesuffix("...\n").strip()  # noqa: E731
+    return [flag for section, values in preset.items() for key, value in values.items()
+            for flag in ("-S", f"{section}.{key}={text(value)}")]
+
+
+def pipeline_runs(corpus: Path, minutes: float, seeds: list[int], work: Path, env: dict) -> dict:
+    """The product on Tiny Shakespeare: PRESET by `dvc exp run` in a copy of the project, the text
+    given as one of your own, once per seed, each with max_tokens set to what this machine
+    trains in `minutes` (from a short first run's speed in the precision auto chose). The
+    figures are train-lstm's own: best_val_loss on the held-out 10%, in blocks of seq_length."""
+    import yaml
+    project = copy_project(work / "pipeline", env)
+    preset = yaml.safe_load(PRESET.read_text())
+    flags = preset_flags(preset) + ["-S", f"download-gutenberg.texts=[{corpus.resolve()}]"]
+    per_step = preset["train-lstm"]["batch_size"] * preset["window"]["seq_length"]
+
+    def exp_run(name: str, *more: str) -> dict:
+        measured(["dvc", "exp", "run", "-n", name, *flags, *more, "sample"], project, env, work / f"{name}.log")
+        return json.loads((project / "metrics/train/char/metrics.json").read_text())
+
+    probe = exp_run("probe", "-S", f"train-lstm.max_tokens={PROBE_STEPS * per_step}")
+    trials = [v for k, v in probe.items() if k.endswith("_trial")]
+    speed = max(trials) if trials else probe["tokens_per_second"]
+    max_tokens = int(speed * minutes * 60)
+    runs = {}
+    for seed in seeds:
+        print(f"quality benchmark: the pipeline, seed {seed}, {max_tokens:,} tokens…", file=sys.stderr)
+        runs[seed] = exp_run(f"seed-{seed}", "-S", f"train-lstm.max_tokens={max_tokens}", "-S",
+                             f"train-lstm.seed={seed}")
+    losses = [run["best_val_loss"] for run in runs.values()]
+    return {"preset": str(PRESET.relative_to(ROOT)), "minutes": minutes, "max_tokens": max_tokens,
+            "precision": probe["precision"], "probe_tokens_per_second": speed,
+            "runs": {str(seed): {k: run.get(k) for k in ("best_val_loss", "train_seconds", "tokens_trained",
+                                                         "tokens_per_second", "precision", "lstm_kernel")}
+                     for seed, run in runs.items()},
+            "mean_best_val_loss": round(float(np.mean(losses)), 4),
+            "spread": round(max(losses) - min(losses), 4)}
+
+
+def write_result(out: Path, result: dict, key: str = "shakespeare") -> None:
     """Put `result` under "quality" -> "shakespeare" in the benchmarks file, keeping every other key."""
     results = json.loads(out.read_text()) if out.exists() else {}
-    results["quality"] = results.get("quality", {}) | {"shakespeare": result}
+    results["quality"] = results.get("quality", {}) | {key: result}
     write_json(out, results)
 
 

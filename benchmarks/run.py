@@ -1,15 +1,17 @@
 """The benchmarks, each measuring this project and the tutorial's method side by side in one run
 on this machine, so that the ratios mean something where absolute times are noise:
 
-    python benchmarks/run.py                  # about 30 minutes; --minutes sets the training budget
+    python benchmarks/run.py                  # about 40 minutes; --minutes sets the training budget
     python benchmarks/run.py --only sampling  # a minute: the sampling figures, beside the last run's
+    python benchmarks/run.py --only training  # 3 x --minutes: the training figures, the others kept
 
 1. pipeline: a copy of the project (dvc.yaml, params.yaml, stages/, lstm_textgen/) in a temporary git repo;
    `dvc repro` from nothing, with the training epochs cut to --pipeline-epochs so the run stays
    short; `dvc repro` with nothing to do; `dvc repro` after a `window.seq_length` change. Then
    train-lstm alone, for its peak memory on the default corpus.
-2. training: the tutorial's method and this project's train-lstm, --minutes of training each, on
-   that copy's Alice data (benchmarks/timed_training.py, one process each).
+2. training: the tutorial's method, train-lstm as it was before issue 33, and train-lstm now,
+   --minutes of training each, on that copy's Alice data (benchmarks/timed_training.py, one
+   process each).
 3. sampling: the tutorial's generation loop against this project's sampler (its C step and its
    NumPy one), and `lstm-textgen generate`'s
    time to its first character (benchmarks/sample_speed.py).
@@ -40,8 +42,8 @@ from lstm_textgen.files import write_json
 ROOT = Path(__file__).resolve().parents[1]
 
 # The figures other scripts write into the same file (scale.py, quality.py, pretraining.py,
-# cpu_lstm_speed.py): kept.
-OTHER_BENCHMARKS = ("scale", "quality", "pretraining", "cpu_lstm")
+# cpu_lstm_speed.py, alice_recipe.py): kept.
+OTHER_BENCHMARKS = ("scale", "quality", "pretraining", "cpu_lstm", "alice_recipe")
 PROJECT_FILES = ["dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", ".dvc/config", ".dvc/.gitignore",
                  "data/base/README.md"]
 
@@ -172,7 +174,7 @@ def seq_length_change(project: Path, result: dict, work: Path, env: dict) -> dic
 
 def training(work: Path, env: dict, minutes: float) -> dict:
     runs = {}
-    for method in ("tutorial", "ours"):
+    for method in ("tutorial", "before", "ours"):
         out = work / f"training-{method}.json"
         print(f"training benchmark: {method}, {minutes:g} minutes of training…", file=sys.stderr)
         peak = measured([sys.executable, str(ROOT / "benchmarks/timed_training.py"), method, "--project",
@@ -185,6 +187,7 @@ def training(work: Path, env: dict, minutes: float) -> dict:
     reached = next((seconds for seconds, loss in ours["curve"] if loss <= target), None)
     return {**runs, "held_out_loss_lower_by": round(tutorial["held_out_loss"] - ours["held_out_loss"], 3),
             "tokens_per_second_ratio": round(ours["tokens_per_second"] / tutorial["tokens_per_second"], 1),
+            "tokens_per_second_vs_before": round(ours["tokens_per_second"] / runs["before"]["tokens_per_second"], 2),
             "ours_reached_tutorial_loss_after_seconds": reached,
             "ours_reached_tutorial_loss_share_of_budget": reached and round(reached / tutorial["train_seconds"], 3)}
 
@@ -213,6 +216,9 @@ def report(results: dict) -> str:
              f"({t['ours_reached_tutorial_loss_share_of_budget']} of its budget)",
              f"  characters predicted per second: {tut['tokens_per_second']:,} vs {ours['tokens_per_second']:,} "
              f"({t['tokens_per_second_ratio']}x)",
+             f"  train-lstm before issue 33, same params: {t['before']['tokens_per_second']:,} chars/s, "
+             f"held-out loss {t['before']['held_out_loss']:.3f}; now {t['tokens_per_second_vs_before']}x the chars/s in "
+             f"{ours['precision']}",
              f"  training inputs held in memory: {tut['training_data_mib']} vs {ours['training_data_mib']} MiB; "
              f"process peak {tut['peak_rss_mib']} vs {ours['peak_rss_mib']} MiB (TensorFlow itself included)"]
     before = {(row["model"], row["loop"]): row for row in results.get("sampling_before", {}).get("rows", [])}
@@ -222,7 +228,9 @@ def report(results: dict) -> str:
             extra += f"; the C step is {row['c_step_speedup']}x this"
         if (old := before.get((row["model"], row["loop"]))) and row["loop"] == "ours":
             extra += f"; the previous sampler: {old['chars_per_second']:,} chars/s"
-        lines.append(f"sampling, batch 1: {row['model']}, {row['loop']} loop: {row['chars_per_second']:,} chars/s{extra}")
+        spread = f" (median; rounds {row['range'][0]:,}-{row['range'][1]:,})" if "range" in row else ""
+        lines.append(f"sampling, batch 1: {row['model']}, {row['loop']} loop: {row['chars_per_second']:,} chars/s"
+                     f"{spread}{extra}")
     if first := s.get("generate_seconds_to_first_char"):
         lines.append(f"lstm-textgen generate, start to first generated character: {first['median']} s median, "
                      f"{first['max']} s at most, over {first['runs']} starts")
@@ -241,8 +249,8 @@ def main() -> None:
                         help="training epochs in the pipeline benchmark's runs (default 1)")
     parser.add_argument("--out", type=Path, default=ROOT / "metrics/benchmarks.json")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, the project copy)")
-    parser.add_argument("--only", choices=["sampling"], help="rerun one benchmark; the others' figures are kept "
-                                                              "from --out, and the previous ones printed beside")
+    parser.add_argument("--only", choices=["sampling", "training"],
+                        help="rerun one benchmark; the others' figures are kept from --out (sampling's printed beside)")
     args = parser.parse_args()
 
     env = benchmark_env()
@@ -251,6 +259,10 @@ def main() -> None:
             results = json.loads(args.out.read_text())
             results["sampling_before"] = results.pop("sampling")
             results["sampling"] = sampling(work, env)
+        elif args.only == "training":
+            results = json.loads(args.out.read_text())
+            measured(["dvc", "repro", "window"], copy_project(work / "project", env), env, work / "data.log")
+            results["training"] = training(work, env, args.minutes)
         else:
             print("pipeline benchmark: dvc repro from nothing…", file=sys.stderr)
             project, pipe = pipeline(work, env, args.pipeline_epochs)

@@ -47,6 +47,12 @@ def chars_per_second(run, n: int) -> float:
     return n / (time.monotonic() - started)
 
 
+def median_speed(run, n: int, rounds: int) -> tuple[float, list[float]]:
+    """The median chars/s of `rounds` timings of `n` characters each, and the slowest and fastest."""
+    speeds = [chars_per_second(run, n) for _ in range(rounds)]
+    return statistics.median(speeds), [round(min(speeds), 1), round(max(speeds), 1)]
+
+
 def seconds_to_first_char(project: Path, env: dict | None = None, prompt: str = "alice") -> float:
     """Start `lstm-textgen generate` on a pseudo-terminal (so it streams, as for a person) and time
     the wait until the first character after the prompt arrives (NO_COLOR: the prompt is shown
@@ -73,7 +79,9 @@ def seconds_to_first_char(project: Path, env: dict | None = None, prompt: str = 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--tutorial-chars", type=int, default=50, help="characters the tutorial's loop generates")
+    parser.add_argument("--tutorial-chars", type=int, default=150,
+                        help="characters the tutorial's loop generates per round (about 10 s)")
+    parser.add_argument("--rounds", type=int, default=5, help="timed rounds per loop; the median is reported")
     parser.add_argument("--our-chars", type=int, default=5000, help="characters our sampler generates")
     args = parser.parse_args()
 
@@ -85,21 +93,25 @@ def main() -> None:
               f"{train['layers']}x{train['units']}": lstm.build_model(VOCAB_SIZE, train["embedding_dim"],
                                                                        train["units"], train["layers"], 0.0)}
     baseline = tutorial.build_model(VOCAB_SIZE)  # the tutorial's own model: floats in, one softmax out
-    rows = [{"model": "tutorial 1x256 (floats in)", "loop": "tutorial",
-             "chars_per_second": chars_per_second(lambda n: tutorial.generate(baseline, seed, n, VOCAB_SIZE),
-                                                  args.tutorial_chars)}]
+    # The tutorial's loop swings with the machine's load (one 50-character timing ranged 7 to 26
+    # chars/s between runs): timed over several rounds of about 10 s, its median reported.
+    speed, spread = median_speed(lambda n: tutorial.generate(baseline, seed, n, VOCAB_SIZE), args.tutorial_chars,
+                                 args.rounds)
+    rows = [{"model": "tutorial 1x256 (floats in)", "loop": "tutorial", "chars_per_second": speed,
+             "range": spread}]
     for size, model in models.items():
         stepper = Stepper(lstm.sampler_weights(model))
-        tutorial_speed = chars_per_second(lambda n: tutorial.generate(model, seed, n, None), args.tutorial_chars)
-        rows.append({"model": f"ours {size}", "loop": "tutorial", "chars_per_second": tutorial_speed})
+        tutorial_speed, spread = median_speed(lambda n: tutorial.generate(model, seed, n, None), args.tutorial_chars,
+                                              args.rounds)
+        rows.append({"model": f"ours {size}", "loop": "tutorial", "chars_per_second": tutorial_speed,
+                     "range": spread})
         for loop, use_c in (("ours", True), ("ours, NumPy step", False)):
             sampling.USE_C = use_c
             if use_c and sampling.compiled() is None:
                 sys.exit("the sampler's C did not build here (see above): its speed cannot be measured")
-            speed = statistics.median(  # of three: a run takes a fraction of a second, so a noisy one counts less
-                chars_per_second(lambda n: generate(stepper, [np.array(seed)], n, 0.8, None, rng), args.our_chars)
-                for _ in range(3))
-            rows.append({"model": f"ours {size}", "loop": loop, "chars_per_second": speed,
+            speed, spread = median_speed(lambda n: generate(stepper, [np.array(seed)], n, 0.8, None, rng),
+                                         args.our_chars, args.rounds)
+            rows.append({"model": f"ours {size}", "loop": loop, "chars_per_second": speed, "range": spread,
                          "speedup_same_model": speed / tutorial_speed})
         sampling.USE_C = True
         rows[-1]["c_step_speedup"] = rows[-2]["chars_per_second"] / rows[-1]["chars_per_second"]

@@ -1,12 +1,15 @@
 """Training, time to quality: one method trained for a wall-clock budget on the project's Alice
 data, in a process of its own so that its peak memory is its own (benchmarks/run.py runs both).
 
-    python benchmarks/timed_training.py {tutorial,ours} --project DIR --minutes M --out FILE.json
+    python benchmarks/timed_training.py {tutorial,before,ours} --project DIR --minutes M --out FILE.json
 
-Both methods train on the same text (the project's training split, data/windows/train.npz) and
-are scored the same way: the held-out loss of predicting each character of the validation tail
+Every method trains on the same text (the project's training split, data/windows/train.npz) and
+is scored the same way: the held-out loss of predicting each character of the validation tail
 from the 100 characters before it, in nats per character. `tutorial` is benchmarks/tutorial.py;
-`ours` is train-lstm's model, loss, optimizer and input pipeline on the project's params.yaml.
+`ours` is train-lstm as the project's params.yaml sets it up (model, loss, optimizer, precision,
+LSTM loop, input pipeline), scored on the weights it keeps (their moving average, with `ema`);
+`before` is train-lstm as it was before issue 33, on the same params: Keras' own LSTM loop in
+float32, Adam at a constant learning_rate, no clipping, no bias start, the raw weights.
 The clock counts training only; it stops while the held-out loss is probed along the way.
 """
 
@@ -50,8 +53,10 @@ def tutorial_log_probs(model, windows: np.ndarray, vocab_size: int) -> np.ndarra
 
 
 def ours_log_probs(model, windows: np.ndarray, vocab_size: int) -> np.ndarray:
-    logits = np.concatenate([model.predict_on_batch(windows[i:i + 512].astype(np.int32))[:, -1]
-                             for i in range(0, len(windows), 512)])
+    from lstm_textgen.model import holding_averaged_weights
+    with holding_averaged_weights(model):
+        logits = np.concatenate([model.predict_on_batch(windows[i:i + 512].astype(np.int32))[:, -1]
+                                 for i in range(0, len(windows), 512)]).astype(np.float64)
     return logits - np.logaddexp.reduce(logits, axis=-1, keepdims=True)
 
 
@@ -80,7 +85,7 @@ class Budget(keras.callbacks.Callback):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("method", choices=["tutorial", "ours"])
+    parser.add_argument("method", choices=["tutorial", "before", "ours"])
     parser.add_argument("--project", type=Path, required=True, help="a project folder where `dvc repro window` has run")
     parser.add_argument("--minutes", type=float, default=8.0)
     parser.add_argument("--out", type=Path, required=True)
@@ -99,13 +104,20 @@ def main() -> None:
     if args.method == "tutorial":
         x, y = tutorial.windows_as_floats(train["tokens"], vocab_size)
         model = tutorial.build_model(vocab_size)
-        log_probs, batch, fit_args = tutorial_log_probs, tutorial.BATCH_SIZE, (x, y)
+        log_probs, batch, fit_args, precision = tutorial_log_probs, tutorial.BATCH_SIZE, (x, y), "float32"
         data_bytes = x.nbytes + y.nbytes
         targets_per_batch = batch  # one character per window
     else:
         from lstm_textgen import model as lstm
         params = read_params("train-lstm", training.schema("char"))
-        model, _ = training.compiled_model(params, vocab_size)
+        if args.method == "ours":
+            setup = training.set_up(params, vocab, train, spec, "char", None)
+            model, precision = setup.model, setup.precision
+        else:
+            model, precision = lstm.build_model(vocab_size, params["embedding_dim"], params["units"],
+                                                params["layers"], params["dropout"]), "float32"
+            model.compile(optimizer=keras.optimizers.Adam(params["learning_rate"]),
+                          loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
         batch = params["batch_size"]
         dataset = lstm.split_dataset(train, vocab, batch, shuffle_seed=params["seed"])
         log_probs, fit_args = ours_log_probs, (dataset,)
@@ -118,7 +130,8 @@ def main() -> None:
               callbacks=[budget])
     windows, targets = held_out(val["tokens"], 1)
     loss = mean_nll(log_probs(model, windows, vocab_size), targets)
-    result = {"method": args.method, "budget_seconds": args.minutes * 60, "train_seconds": round(budget.clock, 1),
+    result = {"method": args.method, "precision": precision,
+              "budget_seconds": args.minutes * 60, "train_seconds": round(budget.clock, 1),
               "prepare_seconds": round(prepare_seconds, 1), "parameters": model.count_params(),
               "training_data_mib": round(data_bytes / 2**20, 2),
               "held_out_loss": round(loss, 4), "held_out_bits_per_char": round(loss / math.log(2), 4),

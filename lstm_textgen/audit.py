@@ -204,12 +204,19 @@ def audit(path: str, lock: dict, content: bytes, read) -> dict:
     for name in stages:  # the validation score of the model upstream, from its DVCLive summary
         for out in report["stages"][name]["outs"]:
             if out.startswith("metrics/train/") and (data := read(f"{out}/metrics.json")):
-                report["model_score"] = {k: v for k, v in json.loads(data).items() if k.startswith("best_val")}
+                metrics = json.loads(data)
+                report["model_score"] = {k: v for k, v in metrics.items() if k.startswith("best_val")}
+                report["trained_with"] = {k: metrics[k] for k in TRAINED_WITH if k in metrics}
             init_from = report["stages"][name]["params"].get(f"{name}.init_from")
             if out.startswith("metrics/train/") and init_from:
                 record = read(f"{out}/base_model.json")
                 report["base_model"] = json.loads(record) if record else {"path": init_from}
     return report
+
+
+# How the model was trained, from train-lstm's metrics: what no param fixes (precision auto
+# chooses by timing; the device and kernel are the machine's).
+TRAINED_WITH = ("precision", "device", "lstm_kernel", "tokens_trained")
 
 
 def format_report(report: dict) -> str:
@@ -230,7 +237,9 @@ def format_report(report: dict) -> str:
     lines += ["code: " + ("as it was for that run" if not version["changed_since_run"] else
                           "changed since that run: " + ", ".join(version["changed_since_run"])), ""]
     if "model_score" in report:
-        lines += ["model validation score: " + ", ".join(f"{k} {v:.4f}" for k, v in report["model_score"].items()), ""]
+        lines += ["model validation score: " + ", ".join(f"{k} {v:.4f}" for k, v in report["model_score"].items())]
+        lines += ["trained with: " + ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}"
+                                               for k, v in report.get("trained_with", {}).items()), ""]
     for name, stage in report["stages"].items():
         lines.append(f"{name}: {stage['cmd']}")
         lines += [f"  param {k} = {json.dumps(v)}" for k, v in stage["params"].items()]

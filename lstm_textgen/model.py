@@ -1,11 +1,12 @@
-"""The model, its input pipeline and its device strategy: train-lstm's, the only stage that
-imports TensorFlow (the sampler runs on the weights it saves as NumPy arrays)."""
+"""The model, its optimizer, its input pipeline and its device strategy: train-lstm's, the only
+stage that imports TensorFlow (the sampler runs on the weights it saves as NumPy arrays)."""
 
 import contextlib
 import os
 import re
 import sys
 import tempfile
+import time
 
 # TensorFlow's own C++ logging: 2 drops its INFO and WARNING lines and keeps its errors (3 drops
 # those too, 0 shows everything). Read when TensorFlow loads, so it must be set before anything
@@ -93,21 +94,133 @@ with native_startup_log_filtered():
 
 import numpy as np  # noqa: E402
 
+from lstm_textgen.cpu_lstm import CpuLSTM  # noqa: E402
 from lstm_textgen.errors import UserError  # noqa: E402
 
 
-def build_model(vocab_size: int, embedding_dim: int, units: int, layers: int, dropout: float) -> keras.Model:
-    """Token ids → embedding → `layers` × LSTM → logits over the vocabulary at every position."""
+def build_model(vocab_size: int, embedding_dim: int, units: int, layers: int, dropout: float,
+                lstm_layer: type = keras.layers.LSTM) -> keras.Model:
+    """Token ids → embedding → `layers` × LSTM → logits over the vocabulary at every position.
+    `lstm_layer` CpuLSTM trains the same layer with a faster loop on a CPU (cpu_lstm.py)."""
     tokens = keras.Input(shape=(None,), dtype="int32", name="tokens")
     x = keras.layers.Embedding(vocab_size, embedding_dim, name="embedding")(tokens)
     for i in range(1, layers + 1):
         # Defaults on purpose (tanh, sigmoid, no recurrent_dropout, unroll=False): that is what
         # lets Keras run the layer on the cuDNN kernel when a GPU is present. Dropout goes
         # between layers instead.
-        x = keras.layers.LSTM(units, return_sequences=True, name=f"lstm_{i}")(x)
+        x = lstm_layer(units, return_sequences=True, name=f"lstm_{i}")(x)
         x = keras.layers.Dropout(dropout, name=f"dropout_{i}")(x)
-    logits = keras.layers.Dense(vocab_size, name="logits")(x)
+    # float32 under mixed precision too, as Keras advises for a model's last layer: bfloat16's
+    # 8-bit mantissa would blur the very loss that is minimised and compared.
+    logits = keras.layers.Dense(vocab_size, dtype="float32", name="logits")(x)
     return keras.Model(tokens, logits, name="lstm_textgen")
+
+
+def portable(model: keras.Model) -> keras.Model:
+    """The trained model as the file train-lstm saves: Keras' own LSTM layers in float32 (loadable
+    anywhere, cuDNN-eligible), the same weights; trained under mixed precision or with CpuLSTM too."""
+    shape, layers = model.get_layer("embedding").get_config(), lstm_layers(model)
+    policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("float32")
+    try:
+        plain = build_model(shape["input_dim"], shape["output_dim"], layers[0].units, len(layers),
+                            model.get_layer("dropout_1").rate)
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+    plain.set_weights(model.get_weights())
+    return plain
+
+
+class TokenSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """The learning rate after `step` updates, counted in tokens (step × `tokens_per_step`), so
+    that a run is the same run whatever its speed: a linear warmup to `rate` over `warmup`
+    tokens; `rate` until `decay_after` tokens, then halving every `half_life` tokens (null: never
+    decays); with `cooldown` a share of `budget` tokens, all that falls linearly to 0 over the
+    budget's last share."""
+
+    def __init__(self, rate: float, tokens_per_step: float, warmup: int = 0, decay_after: int | None = None,
+                 half_life: int | None = None, cooldown: float = 0.0, budget: int | None = None):
+        self.rate, self.tokens_per_step, self.warmup = rate, tokens_per_step, warmup
+        self.decay_after, self.half_life, self.cooldown, self.budget = decay_after, half_life, cooldown, budget
+
+    def __call__(self, step):
+        ops = keras.ops
+        tokens = ops.cast(step, "float64") * self.tokens_per_step  # trained before this update
+        factor = ops.ones((), "float64")
+        if self.warmup:
+            factor = factor * ops.minimum(1.0, (tokens + self.tokens_per_step) / self.warmup)
+        if self.half_life:
+            factor = factor * ops.power(0.5, ops.maximum(0.0, tokens - (self.decay_after or 0)) / self.half_life)
+        if self.cooldown and self.budget:
+            length = self.cooldown * self.budget
+            factor = factor * ops.clip((self.budget - tokens) / length, 0.0, 1.0)
+        return ops.cast(self.rate * factor, "float32")
+
+    def get_config(self):
+        return {"rate": self.rate, "tokens_per_step": self.tokens_per_step, "warmup": self.warmup,
+                "decay_after": self.decay_after, "half_life": self.half_life, "cooldown": self.cooldown,
+                "budget": self.budget}
+
+
+def averaged_weights(model: keras.Model) -> list[np.ndarray]:
+    """model.get_weights(), but the optimizer's moving average of each weight where it keeps one
+    (Adam's use_ema): the weights train-lstm scores, keeps and saves."""
+    optimizer = model.optimizer
+    if not getattr(optimizer, "use_ema", False) or not optimizer.built:
+        return model.get_weights()
+    average = {v.path: a for v, a in zip(optimizer._trainable_variables, optimizer._model_variables_moving_average)}
+    return [np.asarray(keras.ops.convert_to_numpy(average.get(w.path, w))) for w in model.weights]
+
+
+def bfloat16_native() -> bool:
+    """Whether this CPU does bfloat16 arithmetic in hardware (x86: avx512_bf16 or AMX); elsewhere
+    mixed_bfloat16 is emulated, and slow."""
+    try:
+        flags = open("/proc/cpuinfo").read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def steps_per_second(model: keras.Model, batches, seconds: float, most: int = 500) -> float:
+    """Training steps per second on `batches` (an iterator), timed over `seconds` or `most` steps
+    after one untimed step (in which TensorFlow traces the model)."""
+    model.train_on_batch(*next(batches))
+    steps, started = 0, time.monotonic()
+    while steps < most and time.monotonic() - started < seconds:
+        model.train_on_batch(*next(batches))
+        steps += 1
+    return steps / (time.monotonic() - started)
+
+
+def steps_taken(model: keras.Model) -> int:
+    """The optimizer's updates so far (read through the variable's first copy when mirrored)."""
+    value = model.optimizer.iterations.value
+    return int(np.asarray(getattr(value, "primary", value).numpy()))
+
+
+@contextlib.contextmanager
+def holding_averaged_weights(model: keras.Model):
+    """Within the block, the model holds averaged_weights(model); its own weights again after, exactly."""
+    own = model.get_weights()
+    model.set_weights(averaged_weights(model))
+    try:
+        yield
+    finally:
+        model.set_weights(own)
+
+
+class TokenBudget(keras.callbacks.Callback):
+    """Stops training once the optimizer has made `steps` updates, mid-epoch if need be (Keras
+    then still validates that epoch): train-lstm's max_tokens."""
+
+    def __init__(self, steps: int):
+        super().__init__()
+        self.steps = steps
+
+    def on_train_batch_end(self, batch, logs=None):
+        if steps_taken(self.model) >= self.steps:
+            self.model.stop_training = True
 
 
 class EpochSeeds(keras.callbacks.Callback):
@@ -228,12 +341,15 @@ def from_the_chief(strategy: tf.distribute.Strategy, arrays: list[np.ndarray]) -
 
 def device_and_kernel(model: keras.Model, strategy: tf.distribute.Strategy) -> tuple[str, str]:
     """What trains the model (the GPU's name when there is one, else the CPU; "N × …" when
-    mirrored over N replicas) and which LSTM kernel."""
+    mirrored over N replicas) and which LSTM kernel: cudnn, cpu_loop (CpuLSTM's) or generic
+    (Keras' own loop)."""
     replicas = strategy.num_replicas_in_sync
     times = f"{replicas} × " if replicas > 1 else ""
     gpus = tf.config.list_physical_devices("GPU")
     if not gpus:
-        return f"{times}CPU", "generic"
+        layers = lstm_layers(model)
+        fast = layers and all(isinstance(layer, CpuLSTM) and layer.fast_loop(None) for layer in layers)
+        return f"{times}CPU", "cpu_loop" if fast else "generic"
     name = tf.config.experimental.get_device_details(gpus[0]).get("device_name", gpus[0].name)
     return f"{times}GPU ({name}, {len(gpus)} visible)", "generic" if cudnn_problems(model) else "cudnn"
 

@@ -37,7 +37,7 @@ def probability(v):
     return None if ok else "must be a number > 0 and <= 1"
 
 
-def dropout_rate(v):
+def share(v):
     ok = isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1
     return None if ok else "must be a number >= 0 and < 1"
 

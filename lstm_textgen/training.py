@@ -42,14 +42,29 @@ import numpy as np
 
 from lstm_textgen.errors import UserError
 from lstm_textgen.files import sha256_file, write_json, write_npz, write_text
-from lstm_textgen.params import (base_file, dropout_rate, integer, non_negative_int, one_of, positive_int,
-                                 positive_number)
+from lstm_textgen.params import (base_file, boolean, fraction, integer, non_negative_int, one_of, optional,
+                                 positive_int, positive_number, share)
 
 
-PARAMS = {"layers": positive_int, "units": positive_int, "embedding_dim": positive_int, "dropout": dropout_rate,
-          "batch_size": positive_int, "epochs": positive_int, "learning_rate": positive_number,
+PARAMS = {"layers": positive_int, "units": positive_int, "embedding_dim": positive_int, "dropout": share,
+          "batch_size": positive_int, "epochs": positive_int, "max_tokens": optional(positive_int),
+          "learning_rate": positive_number, "warmup_tokens": non_negative_int,
+          "decay_after_tokens": optional(non_negative_int), "half_life_tokens": optional(positive_int),
+          "cooldown": share, "clipnorm": optional(positive_number), "ema": optional(fraction),
+          "unigram_bias": boolean, "precision": one_of("auto", "float32", "mixed_bfloat16"),
           "seed": integer, "patience": non_negative_int,
           "distribute": one_of("one_device", "mirrored", "multi_worker"), "worker_timeout": positive_number}
+
+
+def check_recipe(params: dict, stage: str) -> None:
+    """The params that only make sense together."""
+    if params["cooldown"] and not params["max_tokens"]:
+        raise UserError(f"params.yaml: {stage}.cooldown = {params['cooldown']} needs {stage}.max_tokens, the budget "
+                        "whose last share it cools the learning rate down over: set max_tokens, or cooldown: 0")
+    if params["decay_after_tokens"] is not None and not params["half_life_tokens"]:
+        raise UserError(f"params.yaml: {stage}.decay_after_tokens = {params['decay_after_tokens']} needs "
+                        f"{stage}.half_life_tokens (how fast the rate halves after it): set it, or "
+                        "decay_after_tokens: null")
 
 
 BRANCH_PARAMS = {"char": {"init_from": base_file(".keras", "data/base/model.keras")}, "headlines": {}}
@@ -135,6 +150,9 @@ CHECKPOINTS = Path("data/checkpoints")
 
 
 NOT_BINDING = ("epochs", "patience", "worker_timeout")  # a resumed run may change these
+
+PRECISION_MARGIN = 1.1  # precision auto keeps float32 unless mixed bfloat16 trains this many times faster
+PRECISION_SECONDS = 5   # of steps timed in each precision
 
 
 class Role(NamedTuple):
@@ -401,7 +419,8 @@ def saved_best_weights(folder: Path, epoch: int) -> list | None:
 def resumable_early_stopping(patience: int, folder: Path, done: int, so_far: Best) -> list:
     """Keras' EarlyStopping carried across a kill, by a callback after it that saves the best
     weights to `folder` whenever validation improves and, in a run resumed after `done` epochs,
-    gives EarlyStopping back the state (`so_far`) its on_train_begin has just reset. List them
+    gives EarlyStopping back the state (`so_far`) its on_train_begin has just reset. The weights
+    kept are the ones validation scored: the optimizer's moving average, with `ema`. List them
     after BackupAndRestore: it saves an epoch before these save its weights as the best, so a
     best epoch missing from best.npz is the checkpoint's last, whose weights it loads first.
     `folder` None (a worker other than the chief, which saves nothing): the same decisions, no files."""
@@ -409,31 +428,80 @@ def resumable_early_stopping(patience: int, folder: Path, done: int, so_far: Bes
 
     stopper = keras.callbacks.EarlyStopping(patience=patience, restore_best_weights=True)
 
+    from lstm_textgen.model import averaged_weights
+
     def restore(logs=None):
         if done:
             stopper.best, stopper.best_epoch, stopper.wait = so_far.loss, so_far.epoch, so_far.wait
             saved = saved_best_weights(folder, so_far.epoch) if folder else None
-            stopper.best_weights = saved if saved is not None else stopper.model.get_weights()
+            stopper.best_weights = saved if saved is not None else averaged_weights(stopper.model)
 
     def keep(epoch, logs=None):
-        if folder and stopper.best_epoch == epoch:  # this epoch improved on the best
-            save_best_weights(folder, epoch, stopper.best_weights)
+        if stopper.best_epoch == epoch:  # this epoch improved on the best: keep the weights it scored
+            stopper.best_weights = averaged_weights(stopper.model)
+            if folder:
+                save_best_weights(folder, epoch, stopper.best_weights)
 
     return [stopper, keras.callbacks.LambdaCallback(on_train_begin=restore, on_epoch_end=keep)]
 
 
-def compiled_model(params: dict, vocab_size: int):
-    """The model, its loss and optimizer, made under the `distribute` strategy; and the strategy."""
-    from lstm_textgen.model import build_model, distribution  # before keras: model.py quiets TensorFlow's start-up log
+class Plan(NamedTuple):
+    """How the params' token counts fall into optimizer steps for this training data."""
+    steps_per_epoch: int
+    tokens_per_step: float     # tokens predicted per step, on average (padding excluded)
+    budget_steps: int | None   # max_tokens, in steps (None: epochs alone end training)
+
+
+def plan(params: dict, train: dict, vocab: dict) -> Plan:
+    pad = vocab["tokens"].index(vocab["pad"]) if "rows" in train else None
+    if "rows" in train:
+        examples, targets = len(train["rows"]), int(np.count_nonzero(train["rows"][:, 1:] != pad))
+    else:
+        examples, targets = len(train["starts"]), len(train["starts"]) * int(train["seq_length"])
+    steps = math.ceil(examples / params["batch_size"])
+    per_step = targets / steps
+    budget = math.ceil(params["max_tokens"] / per_step) if params["max_tokens"] else None
+    return Plan(steps, per_step, budget)
+
+
+def unigram_log_shares(train: dict, vocab: dict) -> np.ndarray:
+    """The log of each token's share of the training targets, counting one more of each (no log
+    of 0): as the logits' bias, a model that starts out predicting the text's token frequencies
+    instead of a uniform guess, which early steps otherwise spend learning."""
+    if "rows" in train:
+        targets = train["rows"][:, 1:]
+        targets = targets[targets != vocab["tokens"].index(vocab["pad"])]
+    else:
+        targets = train["tokens"]
+    counts = np.bincount(np.asarray(targets, dtype=np.int64), minlength=len(vocab["tokens"])) + 1
+    return np.log(counts / counts.sum()).astype(np.float32)
+
+
+def compiled_model(params: dict, vocab_size: int, precision: str = "float32", steps: Plan | None = None,
+                   unigram: np.ndarray | None = None):
+    """The model, its loss and optimizer (Adam, with the params' schedule, clipping and weight
+    average), made under the `distribute` strategy in `precision`; and the strategy. Its LSTM
+    layers are CpuLSTM, which runs Keras' own loop (cuDNN's, on a GPU) wherever it would not be faster."""
+    from lstm_textgen.model import CpuLSTM, TokenSchedule, build_model, distribution  # before keras (model.py)
     import keras
 
     keras.utils.set_random_seed(params["seed"])
+    keras.mixed_precision.set_global_policy(precision)
     strategy = distribution(params["distribute"])
+    rate = params["learning_rate"]
+    if steps:
+        rate = TokenSchedule(rate, steps.tokens_per_step, params["warmup_tokens"], params["decay_after_tokens"],
+                             params["half_life_tokens"], params["cooldown"], params["max_tokens"])
+    averaging = {"use_ema": True, "ema_momentum": params["ema"]} if params["ema"] else {}
     with strategy.scope():  # variables made here are mirrored on every replica (a no-op for one_device)
-        model = build_model(vocab_size, params["embedding_dim"], params["units"], params["layers"], params["dropout"])
+        model = build_model(vocab_size, params["embedding_dim"], params["units"], params["layers"], params["dropout"],
+                            CpuLSTM)
+        if unigram is not None:
+            model.get_layer("logits").bias.assign(unigram)
         # Padded targets weigh 0; the mean is over the tokens that count.
         loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="mean_with_sample_weight")
-        model.compile(optimizer=keras.optimizers.Adam(params["learning_rate"]), loss=loss)
+        model.compile(optimizer=keras.optimizers.Adam(rate, global_clipnorm=params["clipnorm"], **averaging),
+                      loss=loss)
     return model, strategy
 
 
@@ -471,12 +539,12 @@ def start_from_the_chiefs_state(model, strategy, saved: list | None, done: int, 
     return int(done), Best(None if np.isnan(loss) else float(loss), int(epoch), int(wait), bool(stop))
 
 
-def saved_training_state(params: dict, vocab_size: int, folder: Path) -> list[np.ndarray]:
+def saved_training_state(params: dict, vocab_size: int, folder: Path, steps: Plan) -> list[np.ndarray]:
     """The weights and optimizer state in the checkpoint in `folder`, in the order of
     [*model.weights, *model.optimizer.variables], read through a model of the same shape made
     on this process alone: reading the distributed model's variables would start collective
     operations that the other workers, which have no checkpoint, never join."""
-    model, _ = compiled_model({**params, "distribute": "one_device"}, vocab_size)
+    model, _ = compiled_model({**params, "distribute": "one_device"}, vocab_size, steps=steps)
     model.optimizer.build(model.trainable_variables)
     model.load_weights(folder / "backup" / "latest.weights.h5")
     return [np.asarray(v.numpy()) for v in (*model.weights, *model.optimizer.variables)]
@@ -500,43 +568,93 @@ class Setup(NamedTuple):
     model: object       # the compiled keras.Model, its weights the base model's when fine-tuning
     strategy: object    # the tf.distribute strategy it was made under
     device: str         # what trains it, for the log and the metrics
-    kernel: str         # the LSTM kernel Keras will run: cudnn or generic
+    kernel: str         # the LSTM kernel Keras will run: cudnn, cpu_loop or generic
     base_model: object  # the base model (init_from), or None
+    steps: Plan         # epochs and max_tokens in optimizer steps
+    precision: str      # float32 or mixed_bfloat16: the params' own, or the one `auto` chose
+    speeds: dict        # what `auto` timed: tokens per second in each precision (empty when it timed nothing)
+    fingerprint: dict   # the params and data a checkpoint must have been made with to be resumed
 
 
-def set_up(params: dict, vocab: dict, spec: dict, base: dict | None) -> Setup:
-    """The model to train, on the devices there are; loads TensorFlow, through model.py first (it
-    quiets TensorFlow's own start-up log, which must happen before anything imports it)."""
+def checkpoint_fingerprint(params: dict, spec: dict, base: dict | None) -> dict:
+    data = {str(spec[s]): sha256_file(spec[s]) for s in ("train", "val", "vocab")}
+    if base:
+        data[base["path"]] = base["sha256"]
+    return {"params": {k: v for k, v in params.items() if k not in NOT_BINDING}, "data": data}
+
+
+def precision_of_checkpoint(folder: Path, fingerprint: dict) -> str | None:
+    """The precision `auto` chose for the interrupted run in `folder`, if it had these params and
+    data: its resume keeps it rather than timing again (and perhaps choosing the other)."""
+    try:
+        old = json.loads((folder / "fingerprint.json").read_text())
+        theirs = old["params"]
+        same = {**theirs, "precision": "auto"} == fingerprint["params"] and old["data"] == fingerprint["data"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return theirs["precision"] if same and theirs.get("precision") in ("float32", "mixed_bfloat16") else None
+
+
+def chosen_precision(params: dict, vocab: dict, train: dict, steps: Plan, folder: Path,
+                     fingerprint: dict) -> tuple[str, dict]:
+    """The precision to train in, and what choosing it timed. `auto`: float32, unless mixed
+    bfloat16 can pay (a GPU, or a CPU that does bfloat16 in hardware) and trains at least
+    PRECISION_MARGIN times faster in a short trial of each on this model and data. Only on one
+    device: workers timing apart could choose differently, so distributed runs take float32."""
+    from lstm_textgen.model import bfloat16_native, split_dataset, steps_per_second
+    import tensorflow as tf
+
+    if params["precision"] != "auto":
+        return params["precision"], {}
+    if params["distribute"] != "one_device" or not (tf.config.list_physical_devices("GPU") or bfloat16_native()):
+        return "float32", {}
+    if kept := precision_of_checkpoint(folder, fingerprint):
+        return kept, {}
+    speeds = {}
+    for precision in ("float32", "mixed_bfloat16"):
+        model, _ = compiled_model(params, len(vocab["tokens"]), precision, steps)
+        batches = iter(split_dataset(train, vocab, params["batch_size"], shuffle_seed=params["seed"]))
+        speeds[precision] = round(steps_per_second(model, batches, PRECISION_SECONDS) * steps.tokens_per_step)
+    faster = speeds["mixed_bfloat16"] >= PRECISION_MARGIN * speeds["float32"]
+    return ("mixed_bfloat16" if faster else "float32"), speeds
+
+
+def set_up(params: dict, vocab: dict, train: dict, spec: dict, branch: str, base: dict | None) -> Setup:
+    """The model to train, on the devices there are, in the precision to use; loads TensorFlow,
+    through model.py first (it quiets TensorFlow's own start-up log, which must happen before
+    anything imports it)."""
     from lstm_textgen.model import device_and_kernel, load_model
 
-    model, strategy = compiled_model(params, len(vocab["tokens"]))
     base_model = None
-    if base:  # a resumed run then loads its checkpoint over these weights
+    if base:  # loaded first: a model that cannot be used is refused before anything is timed or built
         path = base["path"]
         again = (f"bring it in again with `dvc update {path}.dvc`" if Path(f"{path}.dvc").is_file() else
                  f"replace it with a model train-lstm saved (`dvc import <base repo> data/models/char.keras -o {path}`)")
         base_model = load_model(path, fix=f"{again}, or set {spec['train_stage']}.init_from to another base model")
+    steps, fingerprint = plan(params, train, vocab), checkpoint_fingerprint(params, spec, base)
+    precision, speeds = chosen_precision(params, vocab, train, steps, CHECKPOINTS / branch, fingerprint)
+    fingerprint["params"]["precision"] = precision
+    unigram = unigram_log_shares(train, vocab) if params["unigram_bias"] and not base else None
+    model, strategy = compiled_model(params, len(vocab["tokens"]), precision, steps, unigram)
+    if base_model:  # a resumed run then loads its checkpoint over these weights
         with strategy.scope():
             model.set_weights(base_model.get_weights())
-    return Setup(model, strategy, *device_and_kernel(model, strategy), base_model)
+    return Setup(model, strategy, *device_and_kernel(model, strategy), base_model, steps, precision, speeds,
+                 fingerprint)
 
 
-def where_to_start(setup: Setup, params: dict, spec: dict, branch: str, role: Role, base: dict | None,
+def where_to_start(setup: Setup, params: dict, spec: dict, branch: str, role: Role,
                    vocab_size: int) -> tuple[int, Best]:
     """The epochs already done and the early-stopping state to go on from: the chief's checkpoint,
     when an interrupted run with the same params and data left one (and, in a multi-worker run,
     every worker starts from the chief's state)."""
-    checkpoint = CHECKPOINTS / branch
-    data = {str(spec[s]): sha256_file(spec[s]) for s in ("train", "val", "vocab")}
-    if base:
-        data[base["path"]] = base["sha256"]
+    checkpoint, fingerprint = CHECKPOINTS / branch, setup.fingerprint
     done, so_far, saved = 0, Best(None, 0, 0, False), None
     if role.chief:
-        fingerprint = {"params": {k: v for k, v in params.items() if k not in NOT_BINDING}, "data": data}
         done, note = prepare_checkpoint(checkpoint, fingerprint)
         if done and role.count > 1:  # read before anything is shared, so that a failure cannot strand the others
             try:
-                saved = saved_training_state(params, vocab_size, checkpoint)
+                saved = saved_training_state(params, vocab_size, checkpoint, setup.steps)
             except (OSError, ValueError) as err:
                 shutil.rmtree(checkpoint)
                 done, _ = prepare_checkpoint(checkpoint, fingerprint)
@@ -546,7 +664,8 @@ def where_to_start(setup: Setup, params: dict, spec: dict, branch: str, role: Ro
         if done:
             so_far = early_stopping_state(logged_val_losses(checkpoint / "live"), params["patience"])
     if role.count > 1:
-        identity = hashlib.sha256(json.dumps({"params": params, "data": data}, sort_keys=True).encode()).hexdigest()
+        every_param = {"params": params, "precision": setup.precision, "data": fingerprint["data"]}
+        identity = hashlib.sha256(json.dumps(every_param, sort_keys=True).encode()).hexdigest()
         done, so_far = start_from_the_chiefs_state(setup.model, setup.strategy, saved, done, so_far, identity,
                                                    spec["train_stage"])
     return done, so_far
@@ -559,14 +678,18 @@ def fit(setup: Setup, params: dict, vocab: dict, train: dict, val: dict, branch:
     earlier epochs) and early stopping carried across kills. Returns DVCLive's Live (the chief's;
     None for the other workers) and the seconds trained. Fine-tuning also records in `base` what
     the base model scores here before any training."""
-    from lstm_textgen.model import EpochSeeds, split_dataset  # before keras: it quiets TensorFlow's start-up log
+    from lstm_textgen.model import EpochSeeds, TokenBudget, split_dataset  # before keras: it quiets TensorFlow's log
     import keras
     from dvclive import Live
     from dvclive.keras import DVCLiveCallback
 
-    checkpoint, batch, live = CHECKPOINTS / branch, params["batch_size"], None
+    checkpoint, batch, live, steps = CHECKPOINTS / branch, params["batch_size"], None, setup.steps
     callbacks = [EpochSeeds(), *resumable_early_stopping(params["patience"] or params["epochs"],
                                                          checkpoint if role.chief else None, done, so_far)]
+    if params["ema"]:  # validation (and so early stopping) scores the moving average of the weights
+        callbacks.insert(0, keras.callbacks.SwapEMAWeights())
+    if steps.budget_steps:
+        callbacks.append(TokenBudget(steps.budget_steps))
     if role.chief:
         live = Live(str(checkpoint / "live"), resume=bool(done), dvcyaml=False, save_dvc_exp=False)
         if done:
@@ -576,21 +699,22 @@ def fit(setup: Setup, params: dict, vocab: dict, train: dict, val: dict, branch:
         callbacks[:0] = [DVCLiveCallback(live=live),
                          keras.callbacks.BackupAndRestore(str(checkpoint / "backup"), double_checkpoint=True,
                                                           delete_checkpoint=False)]
-    over = so_far.stop or done >= params["epochs"]
+    spent = steps.budget_steps is not None and done * steps.steps_per_epoch >= steps.budget_steps
+    over = so_far.stop or done >= params["epochs"] or spent
     if done and over:
-        why = f"patience {params['patience']} ran out" if so_far.stop else f"epochs: {params['epochs']} reached"
+        why = (f"patience {params['patience']} ran out" if so_far.stop else
+               f"max_tokens: {params['max_tokens']:,} trained" if spent else f"epochs: {params['epochs']} reached")
         print(f"the interrupted run had finished ({why}); keeping its best epoch, {so_far.epoch + 1}", file=sys.stderr)
     if base and role.chief:
         setup.base_model.compile(loss=setup.model.loss)
         base["val_loss"] = float(setup.base_model.evaluate(split_dataset(val, vocab, batch), verbose=0))
         print(f"the base model {base['path']}: {base['val_loss']:.4f} nats/{vocab.get('unit', 'char')} on the "
               "held-out text before fine-tuning", file=sys.stderr)
-    examples = len(train["rows"] if "rows" in train else train["starts"])
     started = time.monotonic()
     setup.model.fit(
         # Epochs from `done` on, each in the order the uninterrupted run gave it.
         split_dataset(train, vocab, batch, shuffle_seed=params["seed"], first_epoch=done),
-        steps_per_epoch=math.ceil(examples / batch),
+        steps_per_epoch=steps.steps_per_epoch,
         validation_data=split_dataset(val, vocab, batch),
         # A run that is over trains no epoch; the callbacks still load its best weights.
         initial_epoch=done, epochs=done if over else params["epochs"], verbose=2 if role.chief else 0,
@@ -599,23 +723,26 @@ def fit(setup: Setup, params: dict, vocab: dict, train: dict, val: dict, branch:
     return live, time.monotonic() - started
 
 
-def summary(setup: Setup, live_dir: Path, params: dict, stage: str, vocab: dict, train: dict, done: int,
+def summary(setup: Setup, live_dir: Path, params: dict, stage: str, vocab: dict, done: int,
             seconds: float, role: Role, base: dict | None) -> dict:
     """The scores, from the log of every epoch (before and after a resume), and how training ran."""
-    from lstm_textgen.model import targets_per_epoch
+    from lstm_textgen.model import steps_taken
 
     val_losses = logged_val_losses(live_dir)
     final = early_stopping_state(val_losses, params["patience"])
     best, unit = final.loss, vocab.get("unit", "char")
     if not math.isfinite(best):
         raise UserError(f"training diverged (validation loss {best}); lower {stage}.learning_rate")
-    ran = len(val_losses) - done
+    steps = steps_taken(setup.model)
+    ran = steps - done * setup.steps.steps_per_epoch  # by this process (a resumed run: after the checkpoint)
     scores = {"best_val_loss": best, f"best_val_bits_per_{unit}": best / math.log(2),
               "best_val_perplexity": math.exp(best), "best_epoch": final.epoch + 1,
               "epochs_run": len(val_losses), "resumed_after_epoch": done, "train_seconds": round(seconds, 1),
-              "tokens_per_second": round(ran * targets_per_epoch(train, vocab) / seconds) if ran else 0,
+              "tokens_trained": round(steps * setup.steps.tokens_per_step),
+              "tokens_per_second": round(ran * setup.steps.tokens_per_step / seconds) if ran > 0 else 0,
               "device": setup.device, "replicas": setup.strategy.num_replicas_in_sync, "workers": role.count,
-              "lstm_kernel": setup.kernel}
+              "lstm_kernel": setup.kernel, "precision": setup.precision}
+    scores |= {f"tokens_per_second_{precision}_trial": speed for precision, speed in setup.speeds.items()}
     if base:
         scores["base_val_loss"] = base["val_loss"]
     return scores

@@ -3,9 +3,10 @@
     python stages/train_lstm.py char         # run by `dvc repro train-lstm`
     python stages/train_lstm.py headlines    # run by `dvc repro train-lstm-headlines`
 
-Params: the section named after the stage: `train-lstm` or `train-lstm-headlines` (layers, units,
-        embedding_dim, dropout, batch_size, epochs, learning_rate, seed, patience, distribute,
-        and for char init_from).
+Params: the section named after the stage: `train-lstm` or `train-lstm-headlines` (the model's
+        shape, the recipe: epochs, max_tokens, the learning-rate schedule, clipnorm, ema,
+        unigram_bias, precision; seed, patience, distribute; for char init_from). docs/pipeline.md
+        says what each does.
 Reads:  the branch's windows (or headline rows) and vocabulary; a base model, with init_from.
 Writes: data/models/<branch>.keras, data/models/<branch>.npz (the same weights as NumPy arrays, for
         the sampler) and metrics/train/<branch>/ (DVCLive's metrics.json and plots/, and loss.tsv:
@@ -24,14 +25,16 @@ from lstm_textgen.branches import branch_spec, load_split
 from lstm_textgen.errors import run_stage
 from lstm_textgen.files import atomic_dir, atomic_path, write_json, write_npz
 from lstm_textgen.params import read_params
-from lstm_textgen.training import (BASE_RECORD, CHECKPOINTS, LOSS_TABLE, check_base_model, fit, loss_table, role_of,
-                                   schema, set_up, summary, waiting_for_the_others, where_to_start)
+from lstm_textgen.training import (BASE_RECORD, CHECKPOINTS, LOSS_TABLE, check_base_model, check_recipe, fit,
+                                   loss_table, role_of, schema, set_up, summary, waiting_for_the_others,
+                                   where_to_start)
 from lstm_textgen.vocab import read_vocab
 
 
 def main(branch: str = "char") -> None:
     spec = branch_spec(branch)
     params = read_params(spec["train_stage"], schema(branch))
+    check_recipe(params, spec["train_stage"])
     role = role_of(params, spec["train_stage"])
     vocab = read_vocab(spec["vocab"])
     train, val = (load_split(spec[s], vocab, spec["upstream"]) for s in ("train", "val"))
@@ -39,13 +42,16 @@ def main(branch: str = "char") -> None:
 
     # TensorFlow loads only now, once the inputs are known to be good.
     with waiting_for_the_others(role, params["worker_timeout"], spec["train_stage"]):
-        setup = set_up(params, vocab, spec, base)
-        from lstm_textgen.model import sampler_weights, targets_per_epoch
+        setup = set_up(params, vocab, train, spec, branch, base)
+        from lstm_textgen.model import portable, sampler_weights, targets_per_epoch
         worker = (f"worker {role.index} of {role.count} ({'the chief' if role.chief else 'writes nothing'}): "
                   if role.count > 1 else "")
-        print(f"{worker}training {branch} on {setup.device} with the {setup.kernel} LSTM kernel: "
-              f"{targets_per_epoch(train, vocab):,} {vocab.get('unit', 'char')}s to predict per epoch", file=sys.stderr)
-        done, so_far = where_to_start(setup, params, spec, branch, role, base, len(vocab["tokens"]))
+        timed = " and ".join(f"{p} {v:,}" for p, v in setup.speeds.items())
+        print(f"{worker}training {branch} on {setup.device} with the {setup.kernel} LSTM kernel in {setup.precision}"
+              + (f" (tokens/s in a short trial: {timed})" if timed else "")
+              + f": {targets_per_epoch(train, vocab):,} {vocab.get('unit', 'char')}s to predict per epoch",
+              file=sys.stderr)
+        done, so_far = where_to_start(setup, params, spec, branch, role, len(vocab["tokens"]))
     live, seconds = fit(setup, params, vocab, train, val, branch, role, done, so_far, base)
     if not role.chief:
         print(f"{worker}done; worker 0 wrote the model and the metrics", file=sys.stderr)
@@ -54,11 +60,12 @@ def main(branch: str = "char") -> None:
     # The log replaces metrics/train/<branch> only once training has finished: a killed run
     # leaves nothing there that looks like a result.
     checkpoint = CHECKPOINTS / branch
-    scores = summary(setup, checkpoint / "live", params, spec["train_stage"], vocab, train, done, seconds, role, base)
+    scores = summary(setup, checkpoint / "live", params, spec["train_stage"], vocab, done, seconds, role, base)
     table = loss_table(checkpoint / "live")  # read before anything is written: a bad log leaves the old model
+    model = portable(setup.model)  # the best epoch's weights (EarlyStopping restored them), as Keras' LSTM in float32
     with atomic_path(spec["model"], suffix=".keras") as tmp:
-        setup.model.save(tmp)  # the best epoch's weights: EarlyStopping restored them
-    write_npz(spec["weights"], **sampler_weights(setup.model))
+        model.save(tmp)
+    write_npz(spec["weights"], **sampler_weights(model))
     for name, value in scores.items():
         live.log_metric(name, value, plot=False)
     live.make_summary()

@@ -207,7 +207,7 @@ def headlines_csv(n: int = 300, seed: int = 0) -> bytes:
 
 TINY = {"download_gutenberg": {"book_ids": [1]},
         "window": {"seq_length": 20, "step": 10, "val_fraction": 0.1},
-        "train_lstm": {"layers": 1, "units": 16, "embedding_dim": 8, "epochs": 1, "batch_size": 32},
+        "train_lstm": {"layers": 1, "units": 16, "embedding_dim": 8, "epochs": 1, "batch_size": 32, "precision": "float32"},
         "sample": {"length": 40, "num_samples": 2, "seed_length": 10},
         "tokenize_headlines": {"sha256": None, "vocab_size": 100, "max_length": 12},
         "train_lstm_headlines": {"units": 16, "embedding_dim": 8, "epochs": 1},

@@ -46,6 +46,8 @@ def test_each_experiments_sample_is_attributed_to_its_params(experiments):
     text = audit(repo, env, SAMPLE, "--rev", "small").stdout
     assert "param sample.temperature = 1.5" in text and "param train-lstm.units = 12" in text
     assert "model validation score: best_val_loss" in text
+    assert cold["trained_with"]["precision"] == "float32" and cold["trained_with"]["lstm_kernel"] == "cpu_loop"
+    assert "trained with: precision float32, device CPU, lstm_kernel cpu_loop, tokens_trained " in text
 
 
 def test_exp_show_lists_the_params_and_scores_that_matter(experiments):
@@ -98,7 +100,7 @@ def test_a_model_retrained_without_resampling_is_not_presented_as_the_texts(repr
         assert link["input_md5"] == old_model != link["upstream_md5"]
         assert link["upstream_stage"] == "train-lstm" and not report["chain"]["intact"]
         assert report["chain"]["unverified_stages"] == ["train-lstm"]
-        assert "train-lstm" not in report["stages"] and "model_score" not in report
+        assert "train-lstm" not in report["stages"] and "model_score" not in report and "trained_with" not in report
         assert report["stages"]["window"]["params"]["window.seq_length"] == 20  # the links that hold are shown
         text = audit(repo, env, SAMPLE, *rev).stdout
         assert f"WARNING: sample made its outputs from data/models/char.npz md5 {old_model}" in text

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cpu_lstm import CpuLSTM
+from lstm_textgen.cpu_lstm import CpuLSTM
 from lstm_textgen import model as lstm
+from lstm_textgen import training
 import quality
 import run
 import scale
@@ -280,7 +281,7 @@ def test_the_compiled_training_step_reads_the_cooled_rate():
 
 
 def test_the_probe_scores_the_moving_average_of_the_weights_then_gives_the_model_its_own_back():
-    """With ema_momentum, inside averaged_weights the model holds the average of its weights
+    """With ema_momentum, inside holding_averaged_weights the model holds the average of its weights
     after each step (the first step's weights, then m * average + (1 - m) * weights), and its own
     weights again after; without, its own weights throughout."""
     s = TINY_LSTM | {"precision": "float32", "ema_momentum": 0.5}
@@ -293,7 +294,7 @@ def test_the_probe_scores_the_moving_average_of_the_weights_then_gives_the_model
         average = weights if average is None else [0.5 * a + 0.5 * w for a, w in zip(average, weights)]
     assert any(not np.allclose(a, w) for a, w in zip(average, weights))
     for _ in range(2):  # a probe leaves both the weights and their average as they were
-        with quality.averaged_weights(model):
+        with lstm.holding_averaged_weights(model):
             for a, w in zip(average, model.trainable_weights):
                 np.testing.assert_allclose(w.numpy(), a, rtol=1e-5, atol=1e-6)
         for own, w in zip(weights, model.trainable_weights):
@@ -302,7 +303,7 @@ def test_the_probe_scores_the_moving_average_of_the_weights_then_gives_the_model
     plain, dataset, *_ = quality.compiled("lstm", s | {"ema_momentum": None}, 7, ids)
     plain.train_on_batch(*next(iter(dataset)))
     weights = [w.numpy().copy() for w in plain.trainable_weights]
-    with quality.averaged_weights(plain):
+    with lstm.holding_averaged_weights(plain):
         for own, w in zip(weights, plain.trainable_weights):
             np.testing.assert_array_equal(w.numpy(), own)
 
@@ -314,7 +315,8 @@ def test_an_lstm_starts_out_predicting_the_training_texts_character_frequencies(
     ids = np.array([0] * 30 + [1] * 9 + [2] * 3 + [4])  # 3 never occurs
     s = TINY_LSTM | {"precision": precision}
     shares = (np.bincount(ids, minlength=5) + 1) / (len(ids) + 5)
-    np.testing.assert_allclose(quality.unigram_log_shares(ids, 5), np.log(shares), rtol=1e-6)
+    np.testing.assert_allclose(training.unigram_log_shares({"tokens": ids}, {"tokens": [None] * 5}), np.log(shares),
+                               rtol=1e-6)
     try:
         model = quality.compiled("lstm", s, 5, ids)[0]
         plain = quality.compiled("lstm", s | {"unigram_bias": False}, 5, ids)[0]
@@ -429,8 +431,28 @@ def test_the_benchmark_runs_end_to_end_at_a_hundredth_of_its_budgets(tmp_path):
     assert "target, the large LSTM at most 1.47 at 15 min:" in done.stdout
 
 
+def test_the_pipeline_figure_comes_from_the_preset_run_by_dvc_exp_run(tmp_path):
+    """quality.py --pipeline, every budget a hundredth: Tiny Shakespeare's stand-in as a text of
+    your own through every stage by `dvc exp run` with the committed preset, read from
+    train-lstm's own metrics."""
+    (tmp_path / "tiny.txt").write_text(SHAKESPEARE_CHARS * 300, encoding="utf-8")
+    out = tmp_path / "benchmarks.json"
+    out.write_text(json.dumps({"training": {"kept": True}}))
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks/quality.py"), "--pipeline", "--scale", "0.01",
+                           "--seeds", "1", "--corpus", str(tmp_path / "tiny.txt"), "--out", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(out.read_text())
+    result = results["quality"]["shakespeare_pipeline"]
+    assert results["training"] == {"kept": True} and result["preset"] == "benchmarks/presets/tinyshakespeare.yaml"
+    run, = result["runs"].values()
+    assert 0 < run["best_val_loss"] < math.log(len(set(SHAKESPEARE_CHARS))) + 0.5
+    assert run["tokens_trained"] == pytest.approx(result["max_tokens"], abs=64 * 100)
+    assert f"mean {result['mean_best_val_loss']}" in done.stdout
+
+
 @pytest.mark.parametrize("script, key", [("scale", "scale"), ("quality", "quality"), ("pretraining", "pretraining"),
-                                         ("cpu_lstm_speed", "cpu_lstm")])
+                                         ("cpu_lstm_speed", "cpu_lstm"), ("alice_recipe", "alice_recipe")])
 def test_a_full_run_keeps_the_key_of_every_other_benchmark_script(script, key):
     """run.py rewrites metrics/benchmarks.json: the key each other script writes there is kept
     (cpu_lstm_speed.py's was dropped before)."""

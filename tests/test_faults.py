@@ -161,12 +161,12 @@ def test_a_base_model_carrying_code_is_refused_naming_only_files_that_exist(tmp_
               "distribute": "one_device"}
     vocab, spec, base = {"tokens": list("abc")}, {"train_stage": "train-lstm"}, {"path": str(hostile)}
     with pytest.raises(UserError) as err:
-        training.set_up(params, vocab, spec, base)
+        training.set_up(params, vocab, {}, spec, "char", base)
     assert "refusing data/base/model.keras" in str(err.value) and ".dvc" not in str(err.value)
     assert "replace it with a model train-lstm saved" in str(err.value)
     Path(f"{hostile}.dvc").write_text("outs: []\n")
     with pytest.raises(UserError, match=r"bring it in again with `dvc update data/base/model.keras.dvc`"):
-        training.set_up(params, vocab, spec, base)
+        training.set_up(params, vocab, {}, spec, "char", base)
 
 
 def test_a_corpus_identical_to_its_text_reports_nothing_removed(tmp_path, monkeypatch):

@@ -94,7 +94,7 @@ def test_training_writes_the_model_and_its_scores(trained):
     assert summary["best_val_bits_per_char"] == pytest.approx(loss / math.log(2))
     assert summary["best_val_perplexity"] == pytest.approx(math.exp(loss))
     assert summary["epochs_run"] == 1 and summary["best_epoch"] == 1
-    assert summary["device"] == "CPU" and summary["lstm_kernel"] == "generic"
+    assert summary["device"] == "CPU" and summary["lstm_kernel"] == "cpu_loop" and summary["precision"] == "float32"
     assert (trained / "metrics/train/char/plots/metrics/eval/loss.tsv").read_text().startswith("step\tloss\n0\t")
     model = lstm.load_model(trained / "data/models/char.keras")
     assert [layer.units for layer in lstm.lstm_layers(model)] == [16]

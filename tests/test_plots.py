@@ -195,8 +195,8 @@ def test_train_lstm_writes_the_loss_per_epoch_from_epoch_1(project):
 
 def test_the_console_shows_one_device_line_and_none_of_tensorflows_start_up_logging(project):
     _, _, console = project
-    assert "training char on CPU with the generic LSTM kernel" in console
-    assert "training headlines on CPU with the generic LSTM kernel" in console
+    assert "training char on CPU with the cpu_loop LSTM kernel" in console
+    assert "training headlines on CPU with the cpu_loop LSTM kernel" in console
     assert "absl::InitializeLog" not in console
     assert not re.search(r"^[IW]\d{4} ", console, re.MULTILINE), console
     try:

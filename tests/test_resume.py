@@ -103,10 +103,14 @@ def test_each_epoch_order_depends_on_the_seed_and_the_epoch_alone():
 # --- killed and resumed, on real training ------------------------------------------------------
 
 # Few training windows (a 600-word book: 276), a high learning rate and a small batch: validation
-# loss bottoms out after a few epochs (epoch 4 here) and patience 2 ends training two epochs
-# later, in about 3 s of training. Dropout > 0, so the masks after the resume must match too.
+# loss bottoms out after a few epochs and patience 2 ends training two epochs later, in a few
+# seconds of training. Dropout > 0, so the masks after the resume must match too; and the whole
+# recipe is on, so the resume must carry the weights' moving average, the schedule's position
+# (warmup, decay, cooldown: each epoch is about 5,500 tokens) and the precision.
 OVERFITS = {"units": 64, "embedding_dim": 16, "learning_rate": 0.04, "batch_size": 16, "dropout": 0.2,
-            "patience": 2, "epochs": 10}
+            "patience": 2, "epochs": 10, "ema": 0.9, "clipnorm": 1.0, "unigram_bias": True,
+            "warmup_tokens": 2000, "decay_after_tokens": 10_000, "half_life_tokens": 20_000,
+            "max_tokens": 60_000, "cooldown": 0.2, "precision": "mixed_bfloat16"}
 
 
 def train_in(folder, **params):

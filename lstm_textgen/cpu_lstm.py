@@ -16,7 +16,7 @@ The matrix products run in the layer's compute dtype; the gates and the cell sta
 (under mixed bfloat16, Keras' loop keeps them in bfloat16, 8 bits of mantissa).
 Where a GPU is present, or the layer uses anything this loop does not do (masks, dropout inside
 the layer, other activations, stateful or reversed runs, float64), it runs Keras' own loop, so it
-stays cuDNN-eligible. Its weights and config are Keras' LSTM's; tests/test_benchmarks.py checks its
+stays cuDNN-eligible. Its weights and config are Keras' LSTM's; tests/test_model.py checks its
 outputs and gradients against keras.layers.LSTM's, and benchmarks/cpu_lstm_speed.py times both.
 """
 
@@ -88,7 +88,7 @@ def recurrence(sequences, h0, c0, kernel, recurrent_kernel, bias):
     return run(sequences, h0, c0, kernel, recurrent_kernel, bias)
 
 
-@keras.saving.register_keras_serializable(package="lstm_textgen_benchmarks")
+@keras.saving.register_keras_serializable(package="lstm_textgen")
 class CpuLSTM(keras.layers.LSTM):
     """keras.layers.LSTM, run by `recurrence` on a CPU (see the module's docstring)."""
 
