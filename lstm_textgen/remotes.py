@@ -49,6 +49,22 @@ def object_problem(odb, oid: str) -> str | None:
     return None
 
 
+def directories_holding(odb, oid: str) -> list[str]:
+    """The `.dir` objects on `odb` that list the file object `oid`: `dvc push` takes a directory
+    whose listing the remote holds as sent whole, so removing a file of it alone would never have
+    the file sent again; removing the listing too has the whole directory checked and sent."""
+    found = []
+    for listing in (o for o in odb.all() if o.endswith(".dir") and not oid.endswith(".dir")):
+        with odb.fs.open(odb.oid_to_path(listing), "rb") as f:
+            try:
+                entries = json.loads(f.read())
+            except ValueError:
+                continue  # a bad listing is itself among the bad objects
+        if any(isinstance(e, dict) and e.get("md5") == oid for e in entries):
+            found.append(listing)
+    return found
+
+
 def check_remote(name: str | None = None, remove: bool = False, root: str = ".") -> tuple[int, list[tuple[str, str]]]:
     """Check every object on the remote `name` (default: the project's default remote); with
     `remove`, delete the bad ones. Returns how many objects were checked, and (path, problem)
@@ -75,6 +91,8 @@ def check_remote(name: str | None = None, remove: bool = False, root: str = ".")
             from dvc_data.hashfile.db import get_index
             for odb, oid, _ in bad:
                 odb.fs.remove(odb.oid_to_path(oid))
+                for listing in directories_holding(odb, oid):
+                    odb.fs.remove(odb.oid_to_path(listing))
             for odb in {odb for odb, _, _ in bad}:
                 get_index(odb).clear()  # DVC's record of what the remote holds, as `dvc gc --cloud` clears it
         return checked, [(odb.oid_to_path(oid), problem) for odb, oid, problem in bad]

@@ -185,11 +185,14 @@ def test_a_push_killed_mid_object_is_mended_by_check_remote(built, s3, tmp_path)
 
 def test_check_remote_finds_a_file_object_whose_bytes_are_not_its_name(built, tmp_path):
     """On a local-directory remote: one object's bytes changed (a push cut short on a store that
-    keeps partial objects), another untouched."""
+    keeps partial objects), another untouched. The damaged one is a file of a directory output,
+    whose listing the remote holds: `dvc push` takes such a directory as sent unless its listing
+    goes too."""
     repo, env = built
     commit_and_push(repo, env, "shared", str(tmp_path / "remote"))
-    objects = sorted(p for p in (tmp_path / "remote/files/md5").rglob("*") if p.is_file() and p.suffix != ".dir")
-    damaged = objects[0]
+    store = tmp_path / "remote/files/md5"
+    member = json.loads(next(store.rglob("*.dir")).read_text())[0]["md5"]
+    damaged = store / member[:2] / member[2:]
     damaged.write_bytes(damaged.read_bytes()[: damaged.stat().st_size // 2])
     check = [sys.executable, "-m", "lstm_textgen", "check-remote"]
     found = sh(check, repo, env, check=False)
