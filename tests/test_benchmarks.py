@@ -1,6 +1,6 @@
 """The benchmarks' own parts (benchmarks/ is run by hand, not here): the tutorial's data layout
 and loop, and the held-out windows both methods are scored on; quality.py's split of Tiny
-Shakespeare, its scoring, its Transformer and how it compares the two models."""
+Shakespeare, its scoring, its Transformer, the race's recipe and how it compares the two models."""
 
 import json
 import math
@@ -127,9 +127,8 @@ def test_the_transformer_reads_no_later_character():
     assert not np.allclose(before[:, 5:], after[:, 5:], atol=1e-6)  # from it on: it is read
 
 
-@pytest.mark.parametrize("kind", ["lstm", "lstm_large"])
-def test_both_lstms_settings_keep_the_project_model_cudnn_eligible(kind):
-    s = quality.MODELS[kind]
+def test_the_race_lstm_settings_keep_the_project_model_cudnn_eligible():
+    s = quality.LSTM
     model = lstm.build_model(65, s["embedding_dim"], s["units"], s["layers"], s["dropout"])
     assert lstm.cudnn_problems(model) == []
 
@@ -181,7 +180,7 @@ def cpu_lstm_loop(monkeypatch):
 
 
 def test_the_benchmarks_lstms_run_as_cpu_lstm_unless_told_keras_own_layer():
-    s = quality.LSTM_LARGE
+    s = quality.LSTM
     ours, keras_own = (quality.lstm_model(65, s, *layer) for layer in [(), (quality.keras.layers.LSTM,)])
     assert [type(layer) for layer in lstm.lstm_layers(ours)] == [CpuLSTM] * s["layers"]
     assert [type(layer) for layer in lstm.lstm_layers(keras_own)] == [quality.keras.layers.LSTM] * s["layers"]
@@ -221,162 +220,118 @@ def test_a_cpu_lstm_runs_its_own_loop_on_a_cpu_and_keras_loop_for_what_it_lacks(
     assert not CpuLSTM(4).fast_loop(mask=np.ones((2, 3), bool))
 
 
-def test_the_learning_rate_warms_up_linearly_holds_then_halves_every_half_life():
-    schedule = quality.Schedule(1e-3, warmup=100, hold=500, half_life=1000)
-    rates = [float(schedule(step)) for step in (0, 49, 100, 500, 1500, 3500)]
-    assert rates == pytest.approx([1e-3 / 101, 1e-3 * 50 / 101, 1e-3, 1e-3, 1e-3 / 2, 1e-3 / 8], rel=1e-5)
-    assert float(quality.Schedule(3e-3, warmup=0, hold=10, half_life=10)(0)) == pytest.approx(3e-3)  # no warmup
+def test_the_rate_warms_up_then_falls_along_a_cosine_to_a_tenth_at_the_end_of_the_budget():
+    rate = quality.cosine_rate(1e-3, warmup=100, steps=1100)
+    assert [float(rate(step)) for step in (0, 50, 100, 600, 1100, 5000)] == pytest.approx(
+        [0.0, 5e-4, 1e-3, 1e-3 * (1 + quality.FLOOR) / 2, 1e-4, 1e-4], rel=1e-5, abs=1e-9)
+    rate = quality.cosine_rate(3e-3, warmup=0, steps=1000)  # no warmup: from the full rate at the first step
+    assert [float(rate(step)) for step in (0, 500, 1000)] == pytest.approx([3e-3, 3e-3 * 0.55, 3e-4], rel=1e-5)
+    short, long = quality.cosine_rate(1.0, 0, 300), quality.cosine_rate(1.0, 0, 1000)
+    assert float(short(300)) == pytest.approx(0.1) and float(long(300)) > 0.7  # each over its own budget
 
 
-def test_with_a_cooldown_the_rate_falls_linearly_to_0_over_the_last_share_of_the_budget():
-    schedule = quality.Schedule(1e-3, warmup=0, hold=500, half_life=1000, cooldown=0.2)
-    assert float(schedule(1500)) == pytest.approx(5e-4)
-    schedule.done.assign(0.95)
-    assert float(schedule(1500)) == pytest.approx(1.25e-4)  # a quarter of the cooldown left
-    plain = quality.Schedule(1e-3, warmup=0, hold=500, half_life=1000)
-    plain.done.assign(0.95)
-    assert float(plain(1500)) == pytest.approx(5e-4)  # no cooldown: the budget does not matter
+# The benchmark's models at a size that compiles and steps in moments.
+TINY = {"lstm": quality.LSTM | {"units": 8, "embedding_dim": 4, "batch_size": 2, "context": 5},
+        "transformer": quality.TRANSFORMER | {"layers": 1, "heads": 2, "width": 8, "batch_size": 2, "context": 4}}
 
 
-def test_the_clock_tells_the_schedule_the_share_of_its_seconds_trained():
-    class Model:
-        stop_training = False
-
-    def cooled_at(cooldown, seconds_trained):
-        schedule = quality.Schedule(1.0, warmup=0, hold=1e9, half_life=1.0, cooldown=cooldown)
-        clock = quality.Clock(100.0, every=1000.0, probe=lambda: 0.0, schedule=schedule)
-        clock.set_model(Model())
-        clock.on_train_begin()
-        clock.on_train_batch_end(0)  # the untimed first step
-        clock.clock = seconds_trained
-        clock.last = quality.time.monotonic()
-        clock.on_train_batch_end(1)
-        return float(schedule(0)), clock.model.stop_training
-
-    assert cooled_at(0.2, 50.0)[0] == 1.0  # before the last 20 seconds
-    assert cooled_at(0.2, 80.0)[0] == pytest.approx(1.0, abs=1e-3)
-    assert cooled_at(0.2, 90.0)[0] == pytest.approx(0.5, abs=1e-3)
-    assert cooled_at(0.2, 100.0) == (0.0, True)
-    assert cooled_at(0.0, 99.0)[0] == 1.0  # no cooldown: left alone
-
-
-# The benchmark's LSTM settings at a size that compiles and steps in moments.
-TINY_LSTM = quality.LSTM | {"units": 8, "embedding_dim": 4, "batch_size": 2, "context": 5}
-
-
-def test_the_compiled_training_step_reads_the_cooled_rate():
-    """The share trained is read at every step, not frozen when TensorFlow traces it: at the
-    end of a cooldown no weight moves."""
-    s = TINY_LSTM | {"cooldown": 0.2, "precision": "float32"}
-    model, dataset, _, rate = quality.compiled("lstm", s, 7, np.arange(60) % 7)
-    batches = iter(dataset)
-    before = [w.numpy().copy() for w in model.trainable_weights]
-    model.train_on_batch(*next(batches))  # traced and run at the full rate
-    moved = [w.numpy().copy() for w in model.trainable_weights]
-    assert any(not np.array_equal(a, b) for a, b in zip(before, moved))
-    rate.done.assign(1.0)
-    model.train_on_batch(*next(batches))
-    for a, b in zip(moved, model.trainable_weights):
-        np.testing.assert_array_equal(a, b.numpy())
-
-
-def test_the_probe_scores_the_moving_average_of_the_weights_then_gives_the_model_its_own_back():
-    """With ema_momentum, inside holding_averaged_weights the model holds the average of its weights
-    after each step (the first step's weights, then m * average + (1 - m) * weights), and its own
-    weights again after; without, its own weights throughout."""
-    s = TINY_LSTM | {"precision": "float32", "ema_momentum": 0.5}
-    ids = np.arange(60) % 7
-    model, dataset, *_ = quality.compiled("lstm", s, 7, ids)
-    batches, average = iter(dataset), None
-    for _ in range(3):
-        model.train_on_batch(*next(batches))
-        weights = [w.numpy().copy() for w in model.trainable_weights]
-        average = weights if average is None else [0.5 * a + 0.5 * w for a, w in zip(average, weights)]
-    assert any(not np.allclose(a, w) for a, w in zip(average, weights))
-    for _ in range(2):  # a probe leaves both the weights and their average as they were
-        with lstm.holding_averaged_weights(model):
-            for a, w in zip(average, model.trainable_weights):
-                np.testing.assert_allclose(w.numpy(), a, rtol=1e-5, atol=1e-6)
-        for own, w in zip(weights, model.trainable_weights):
-            np.testing.assert_allclose(w.numpy(), own, rtol=1e-5, atol=1e-6)
-
-    plain, dataset, *_ = quality.compiled("lstm", s | {"ema_momentum": None}, 7, ids)
-    plain.train_on_batch(*next(iter(dataset)))
-    weights = [w.numpy().copy() for w in plain.trainable_weights]
-    with lstm.holding_averaged_weights(plain):
-        for own, w in zip(weights, plain.trainable_weights):
-            np.testing.assert_array_equal(w.numpy(), own)
-
-
+@pytest.mark.parametrize("kind", ["lstm", "transformer"])
 @pytest.mark.parametrize("precision", ["float32", "mixed_bfloat16"])
-def test_an_lstm_starts_out_predicting_the_training_texts_character_frequencies(precision):
-    """With unigram_bias its untrained logits' bias is the log share of each character in the
-    training text (counted once more each), and what it first predicts follows it; without, zeros."""
+def test_both_models_start_out_predicting_the_training_texts_character_frequencies(monkeypatch, kind, precision):
+    """Each model's untrained logits' bias is the log share of each character in the training
+    text (counted once more each), and what it first predicts follows it."""
+    monkeypatch.setattr(quality, "MODELS", TINY)
     ids = np.array([0] * 30 + [1] * 9 + [2] * 3 + [4])  # 3 never occurs
-    s = TINY_LSTM | {"precision": precision}
     shares = (np.bincount(ids, minlength=5) + 1) / (len(ids) + 5)
     np.testing.assert_allclose(training.unigram_log_shares({"tokens": ids}, {"tokens": [None] * 5}), np.log(shares),
                                rtol=1e-6)
     try:
-        model = quality.compiled("lstm", s, 5, ids)[0]
-        plain = quality.compiled("lstm", s | {"unigram_bias": False}, 5, ids)[0]
+        model, _ = quality.compiled(kind, TINY[kind] | {"precision": precision}, 5, ids, steps=10)
     finally:
         quality.keras.mixed_precision.set_global_policy("float32")
     np.testing.assert_allclose(model.get_layer("logits").bias.numpy(), np.log(shares), rtol=1e-6)
-    first = model.predict_on_batch(np.zeros((1, 5), np.int32))  # what it predicts is set by the bias alone, at first
+    first = model.predict_on_batch(np.zeros((1, TINY[kind]["context"]), np.int32))  # at first, what it predicts is mostly the bias
     assert np.corrcoef(first[0, -1], np.log(shares))[0, 1] > 0.9
-    np.testing.assert_array_equal(plain.get_layer("logits").bias.numpy(), np.zeros(5))
+    assert first.dtype == np.float32
 
 
-def test_time_to_reach_interpolates_between_the_probes_around_the_target():
-    curve = [[10.0, 3.0], [20.0, 2.0], [30.0, 1.5]]
-    assert quality.time_to_reach(curve, 1.75) == 25.0
-    assert quality.time_to_reach(curve, 2.0) == 20.0
-    assert quality.time_to_reach(curve, 3.5) == 10.0  # already there at the first probe
-    assert quality.time_to_reach(curve, 1.0) is None  # never within the run
-    assert quality.time_to_reach([[10.0, 2.0], [20.0, 2.5], [30.0, 1.0]], 1.5) == pytest.approx(20.0 + 10.0 / 1.5)
+def test_a_run_trains_exactly_its_steps_on_the_text_without_the_dev_slice_and_scores_both_block_lengths(
+        tmp_path, monkeypatch):
+    monkeypatch.setattr(quality, "MODELS", TINY)
+    monkeypatch.setattr(quality, "BLOCKS", (4, 8))
+    (tmp_path / "tiny.txt").write_text(SHAKESPEARE_CHARS * 20, encoding="utf-8")  # 1,300: 1,170 train, 117 of them dev
+    seen, window_dataset, steps, fit = [], quality.lstm.window_dataset, [], quality.keras.Model.fit
+    monkeypatch.setattr(quality.lstm, "window_dataset", lambda tokens, *a, **k: seen.append(len(tokens)) or
+                        window_dataset(tokens, *a, **k))
+    monkeypatch.setattr(quality.keras.Model, "fit", lambda self, data, **k: steps.append(k["steps_per_epoch"]) or
+                        fit(self, data, **k))
+    dev = quality.run(tmp_path / "tiny.txt", "lstm", "float32", 0.01, steps=7, seed=2, dev=True)
+    held_out = quality.run(tmp_path / "tiny.txt", "transformer", "float32", 0.01, steps=3, seed=2, dev=False)
+    assert seen == [1053, 1170] and steps == [7, 3]
+    assert dev["split"] == "dev" and dev["scored_characters"] == 112  # of 116 predictable: a multiple of 8
+    assert held_out["split"] == "held_out" and held_out["scored_characters"] == 128
+    for r in (dev, held_out):
+        assert list(r["loss"]) == ["4", "8"] and all(0 < v < math.log(65) + 1 for v in r["loss"].values())
+    again = quality.run(tmp_path / "tiny.txt", "lstm", "float32", 0.01, steps=7, seed=2, dev=True)
+    assert again["loss"] == dev["loss"]  # a seed is a run
 
 
-def test_the_figures_at_the_marks_are_the_probes_there_and_the_targets_follow():
-    curve = [[s, round(3.0 - s / 600, 4)] for s in range(15, 901, 15)]
-    assert quality.at_minutes(curve, 1.0, 15) == {"3": 2.7, "10": 2.0, "15": 1.5}
-    assert quality.at_minutes([[1.8, 2.5], [6.0, 2.1]], 0.01, 10) == {"3": 2.5, "10": 2.1}
-    slow_start = [[180.0, 2.9], [600.0, 2.5], [900.0, 1.4]]
-    runs = {"lstm": {"curve": curve, "held_out_loss_at_minutes": {"3": 2.7, "10": 2.0, "15": 1.5}},
-            "lstm_large": {"curve": slow_start, "held_out_loss_at_minutes": {"3": 2.9, "10": 2.5, "15": 1.4}},
-            "transformer": {"curve": [[180.0, 2.8], [600.0, 2.75]], "held_out_loss_at_minutes": {"3": 2.8, "10": 2.75}}}
-    result = quality.compare(runs, 1.0)
-    assert result["lstm_reaches_transformer_3_min_loss_after_seconds"] == pytest.approx(120.0)
-    assert result["lstm_reaches_transformer_3_min_loss_share_of_3_min"] == round(120 / 180, 3)
-    assert result["transformer_reaches_lstm_3_min_loss_after_seconds"] is None
-    assert result["lstm_large_reaches_transformer_3_min_loss_after_seconds"] == pytest.approx(180 + 420 * 0.1 / 0.4)
-    assert result["transformer_reaches_lstm_large_3_min_loss_after_seconds"] == pytest.approx(180.0)
-    assert result["targets"] == {
-        "lstm": {"below_transformer_at_3_min": True, "below_transformer_at_10_min": True, "at_most_1.47_at_15_min": False},
-        "lstm_large": {"below_transformer_at_3_min": False, "below_transformer_at_10_min": True,
-                       "at_most_1.47_at_15_min": True}}
-    for kind, run in runs.items():
-        run |= {"settings": quality.MODELS[kind] | {"precision": "float32"}, "parameters": 1000, "tokens_per_second": 10,
-                "passes": 1.0, "budget_seconds": quality.BUDGETS[kind] * 60.0}
-    report = quality.report(result | {"runs": runs, "scale": 1.0, "held_out_characters": 100,
-                                      "machine": {"cpu": "a CPU", "cores": 2},
-                                      "characters_per_second_by_precision": {k: {"float32": 10} for k in runs}})
-    assert "the LSTM reaches the Transformer's 3-minute loss (2.800) after 120 s of training: 0.667x the 3 minutes" in report
-    assert "the Transformer reaches the LSTM's 3-minute loss (2.700) not within its 10 minutes" in report
-    assert "the Transformer reaches the large LSTM's 3-minute loss (2.900) after 180 s" in report
-    assert report.endswith("target, the LSTM below transformer at 3 min: met\n"
-                           "target, the LSTM below transformer at 10 min: met\n"
-                           "target, the LSTM at most 1.47 at 15 min: MISSED\n"
-                           "target, the large LSTM below transformer at 3 min: MISSED\n"
-                           "target, the large LSTM below transformer at 10 min: met\n"
-                           "target, the large LSTM at most 1.47 at 15 min: met")
+def test_a_block_longer_than_the_context_is_read_in_windows_sliding_by_half_the_context():
+    """Each position's logits come from exactly one window: in order, once each, from all the
+    positions before it in the first window, and from at least half the context after that."""
+    calls = []
+
+    def predict(x):  # each position's output: (its position in the block, where its window starts)
+        calls.append(x.shape)
+        return np.stack([x, np.broadcast_to(x[:, :1], x.shape)], axis=-1)
+
+    inputs = np.tile(np.arange(20), (3, 1))
+    out = quality.windowed(predict, inputs, context=8)
+    assert out.shape == (3, 20, 2) and all(shape == (3, 8) for shape in calls)
+    assert out[0, :, 0].tolist() == list(range(20))
+    read = out[0, :, 0] - out[0, :, 1]  # characters before each position in its window
+    assert read[:8].tolist() == list(range(8)) and (read[8:] >= 4).all() and (read < 8).all()
+    assert quality.windowed(predict, inputs[:, :8], context=8).shape == (3, 8, 2)  # short enough: read whole
+    model = quality.transformer(11, 8, layers=1, heads=2, width=8)
+    ids = np.random.default_rng(0).integers(0, 11, size=(2, 20)).astype(np.int32)
+    np.testing.assert_allclose(quality.windowed(model.predict_on_batch, ids, 8)[:, 12:16],
+                               model.predict_on_batch(ids[:, 8:16])[:, 4:], rtol=1e-5)  # the third window's half
 
 
-def test_the_result_goes_under_quality_shakespeare_keeping_every_other_key(tmp_path):
+def test_each_budget_is_the_steps_the_model_trains_in_its_minutes_at_its_faster_precision():
+    speeds = {"lstm": {"float32": 6400, "mixed_bfloat16": 12800}, "transformer": {"float32": 7680}}
+    assert quality.budgets(speeds, (3, 10), 1.0) == {"lstm": {"3": 360, "10": 1200}, "transformer": {"3": 1800, "10": 6000}}
+    assert quality.budgets(speeds, (3,), 0.01) == {"lstm": {"3": 4}, "transformer": {"3": 18}}
+    assert quality.budgets(speeds, (3,), 1e-6) == {"lstm": {"3": 1}, "transformer": {"3": 1}}  # a step at least
+
+
+def test_the_rate_is_chosen_on_the_dev_slice_and_a_target_needs_a_margin_larger_than_the_spread(monkeypatch):
+    monkeypatch.setattr(quality, "MODELS", {"lstm": {"learning_rate": 2}, "transformer": {"learning_rate": 2}})
+    grid = [{"model": kind, "learning_rate": rate, "loss": {"64": loss, "256": 0.0}}
+            for kind, rate, loss in [("lstm", 1, 2.0), ("lstm", 2, 1.9), ("lstm", 4, 1.95),
+                                     ("transformer", 1, 2.1), ("transformer", 2, 2.2), ("transformer", 4, 2.3)]]
+    assert quality.chosen_rates(grid) == {"lstm": 2, "transformer": 1}  # by the blocks of 64 only
+    assert quality.beyond_the_edge(grid) == {"transformer": [0.25]}  # its best is its lowest: half of it is tried
+    grid[0]["loss"]["64"] = 1.0
+    grid[5]["loss"]["64"] = 1.0
+    assert quality.beyond_the_edge(grid) == {"lstm": [0.25], "transformer": [4.0]}
+    finals = [{"model": kind, "minutes": m, "loss": {"64": loss}}
+              for kind, m, losses in [("lstm", "3", [1.50, 1.52, 1.51]), ("transformer", "3", [1.60, 1.61, 1.62]),
+                                      ("lstm", "10", [1.40, 1.45, 1.41]), ("transformer", "10", [1.43, 1.44, 1.44])]
+              for loss in losses]
+    result = quality.summary(finals)
+    assert result["summary"]["lstm"]["3"]["64"] == {"mean": 1.51, "spread": 0.02, "runs": 3}
+    assert result["targets"]["below_transformer_at_3_min_in_blocks_of_64"] == {
+        "margin": 0.1, "larger_spread": 0.02, "met": True}
+    assert result["targets"]["below_transformer_at_10_min_in_blocks_of_64"] == {
+        "margin": 0.0167, "larger_spread": 0.05, "met": False}  # lower, but within the spread
+
+
+def test_the_result_goes_under_quality_and_its_key_keeping_every_other_key(tmp_path):
     out = tmp_path / "benchmarks.json"
     out.write_text(json.dumps({"training": {"a": 1}, "quality": {"other": 2}}))
-    quality.write_result(out, {"runs": {}})
-    assert json.loads(out.read_text()) == {"training": {"a": 1}, "quality": {"other": 2, "shakespeare": {"runs": {}}}}
+    quality.write_result(out, {"runs": {}}, "race")
+    assert json.loads(out.read_text()) == {"training": {"a": 1}, "quality": {"other": 2, "race": {"runs": {}}}}
 
 
 def test_bfloat16_is_a_contender_only_on_a_cpu_that_runs_it_natively(monkeypatch):
@@ -390,7 +345,7 @@ def test_bfloat16_is_a_contender_only_on_a_cpu_that_runs_it_natively(monkeypatch
 def assert_each_model_timed(speeds: dict, precisions: list[str]) -> None:
     """speeds(): every model, at each of `precisions`, some characters per second."""
     assert {kind: list(by_precision) for kind, by_precision in speeds.items()} == {
-        kind: precisions for kind in quality.BUDGETS}
+        kind: precisions for kind in quality.MODELS}
     assert all(isinstance(cps, int) and cps > 0 for by_precision in speeds.values() for cps in by_precision.values())
 
 
@@ -407,28 +362,42 @@ def test_each_model_is_timed_in_mixed_bfloat16_too_where_the_cpu_has_it(tmp_path
     assert_each_model_timed(speeds, ["float32", "mixed_bfloat16"])
 
 
-def test_the_benchmark_runs_end_to_end_at_a_hundredth_of_its_budgets(tmp_path):
-    """main() as docs/benchmarks.md runs it, every budget a hundredth: the speed probe, each model in its
-    own process at the faster precision, and the result under quality -> shakespeare."""
+def test_the_race_runs_end_to_end_at_a_thousandth_of_its_budgets(tmp_path):
+    """main() as docs/benchmarks.md runs it, every budget a thousandth: the speeds, the rate grid
+    on the dev slice, then every model, budget and seed, each in its own process at its faster
+    precision, two side by side; the result under quality -> race."""
     (tmp_path / "tiny.txt").write_text(SHAKESPEARE_CHARS * 300, encoding="utf-8")
     out = tmp_path / "benchmarks.json"
     out.write_text(json.dumps({"training": {"kept": True}}))
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks/quality.py"), "--scale", "0.01",
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks/quality.py"), "--scale", "0.001",
                            "--corpus", str(tmp_path / "tiny.txt"), "--out", str(out)],
-                          capture_output=True, text=True, timeout=600)
+                          capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads(out.read_text())
     assert results["training"] == {"kept": True}
-    result = results["quality"]["shakespeare"]
-    assert list(result["runs"]) == list(quality.BUDGETS)
+    result = results["quality"]["race"]
     assert_each_model_timed(result["characters_per_second_by_precision"], quality.precisions())  # all this CPU runs
-    for kind, run in result["runs"].items():
-        speeds = result["characters_per_second_by_precision"][kind]
-        assert run["settings"]["precision"] == max(speeds, key=speeds.get), kind
-        assert run["curve"] and all(math.isfinite(loss) for _, loss in run["curve"]), kind
-        assert list(run["held_out_loss_at_minutes"]) == [str(m) for m in quality.MARKS if m <= quality.BUDGETS[kind]]
-    assert list(result["targets"]) == ["lstm", "lstm_large"]
-    assert "target, the large LSTM at most 1.47 at 15 min:" in done.stdout
+    grid = result["dev_grid"]
+    first = len(quality.MODELS) * len(quality.RATE_FACTORS)
+    assert [(r["model"], r["split"]) for r in grid[:first]] == [(k, "dev") for k in quality.MODELS
+                                                                for _ in quality.RATE_FACTORS]
+    extended = quality.beyond_the_edge(grid[:first])
+    assert [(r["model"], r["learning_rate"]) for r in grid[first:]] == [
+        (k, pytest.approx(quality.MODELS[k]["learning_rate"] * f)) for k, fs in extended.items() for f in fs]
+    assert all(r["split"] == "dev" for r in grid)
+    for kind, speeds in result["characters_per_second_by_precision"].items():
+        assert result["precision"][kind] == max(speeds, key=speeds.get)
+        assert [r["learning_rate"] for r in grid[:first] if r["model"] == kind] == pytest.approx(
+            [quality.MODELS[kind]["learning_rate"] * f for f in quality.RATE_FACTORS])
+    finals = result["runs"]
+    assert sorted((r["model"], r["minutes"], r["seed"]) for r in finals) == sorted(
+        (k, str(m), seed) for k in quality.MODELS for m in quality.MINUTES for seed in quality.SEEDS)
+    for r in finals:
+        assert r["split"] == "held_out" and r["learning_rate"] == result["chosen_rate"][r["model"]]
+        assert r["steps"] == result["steps"][r["model"]][r["minutes"]] and r["precision"] == result["precision"][r["model"]]
+        assert list(r["loss"]) == ["64", "256"] and all(math.isfinite(v) for v in r["loss"].values())
+    assert len(result["targets"]) == len(quality.MINUTES) * len(quality.BLOCKS)
+    assert "3 min, blocks of 64: the LSTM" in done.stdout
 
 
 def test_the_pipeline_figure_comes_from_the_preset_run_by_dvc_exp_run(tmp_path):
