@@ -42,8 +42,8 @@ from lstm_textgen.files import write_json
 ROOT = Path(__file__).resolve().parents[1]
 
 # The figures other scripts write into the same file (scale.py, quality.py, pretraining.py,
-# cpu_lstm_speed.py, alice_recipe.py): kept.
-OTHER_BENCHMARKS = ("scale", "quality", "pretraining", "cpu_lstm", "alice_recipe")
+# cpu_lstm_speed.py, alice_recipe.py, downloads.py): kept.
+OTHER_BENCHMARKS = ("scale", "quality", "pretraining", "cpu_lstm", "alice_recipe", "downloads")
 PROJECT_FILES = ["dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", ".dvc/config", ".dvc/.gitignore",
                  "data/base/README.md"]
 

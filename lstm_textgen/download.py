@@ -34,9 +34,9 @@ HTML_PAGE = "an HTML page, not a plain-text file (a login or error page?)"
 # Compressed bodies served as text (no Content-Encoding): told by their first bytes, and refused,
 # so that no undecoded bytes are ever kept as a text.
 COMPRESSED = {b"\x1f\x8b": "gzip", b"BZh": "bz2", b"\xfd7zXZ\x00": "xz", b"PK\x03\x04": "zip"}
-# Downloads at once (fetch_many). A few connections hide each request's round trips and the
-# server's time to first byte; more would mostly share the same bandwidth, and Project
-# Gutenberg asks robots to go gently on its servers.
+# Downloads at once (fetch_many), and the connections a stage's session keeps open to a host. A
+# few hide each request's round trips and the server's time to first byte; more would mostly
+# share the same bandwidth, and Project Gutenberg asks robots to go gently on its servers.
 POOL_SIZE = 4
 
 
@@ -188,17 +188,52 @@ def _retry_class():
     return Retries
 
 
+@functools.cache
+def _adapter_class():
+    """requests' HTTPAdapter, but each thread's requests retry by that thread's own Retry: the
+    downloads that run at once share one pool of connections, each with its own budget of
+    retries and its own label on the retry lines."""
+    from requests.adapters import HTTPAdapter
+    from urllib3.util.retry import Retry
+
+    class PerThreadRetries(HTTPAdapter):
+        local = threading.local()
+
+        @property
+        def max_retries(self):
+            return getattr(self.local, "retries", None) or Retry(0, read=False)
+
+        @max_retries.setter
+        def max_retries(self, retries):
+            self.local.retries = retries
+
+    return PerThreadRetries
+
+
+def http_session(connections: int = POOL_SIZE):
+    """The one requests.Session of a stage's downloads: it keeps up to `connections` open to each
+    host and reuses them from one download to the next, where a new connection would cost a round
+    trip more (two more for TLS) before the first byte."""
+    import requests  # only the download stages pay for importing it
+
+    session = requests.Session()
+    adapter = _adapter_class()(pool_connections=connections, pool_maxsize=connections)
+    for prefix in ("http://", "https://"):
+        session.mount(prefix, adapter)
+    return session
+
+
 def _after(attempts: int) -> str:
     return f" (after {attempts} attempts)" if attempts > 1 else ""
 
 
 def _fetch_http(url: str, dest, what: str, attempts: int, timeout: float, backoff: float,
-                progress=None) -> str | None:
-    """Download `url` to `dest`; None if done, else why not. urllib3's Retry retries connections,
-    timeouts and the status list; a body that breaks off is retried here, from the same budget.
-    Bytes are counted on `progress` (anything with update(n)), or on a bar of this file's own."""
-    import requests  # only the download stages pay for importing it
-    from requests.adapters import HTTPAdapter
+                progress=None, session=None) -> str | None:
+    """Download `url` to `dest` through `session` (http_session()); None if done, else why not.
+    urllib3's Retry retries connections, timeouts and the status list; a body that breaks off is
+    retried here, from the same budget. Bytes are counted on `progress` (anything with
+    update(n)), or on a bar of this file's own."""
+    import requests
     from tqdm import tqdm
     from urllib3.exceptions import HTTPError, MaxRetryError
 
@@ -217,35 +252,34 @@ def _fetch_http(url: str, dest, what: str, attempts: int, timeout: float, backof
                 f.write(chunk)
                 (progress or own).update(len(chunk))
 
+    adapter = session.get_adapter(url)
     while True:
-        with requests.Session() as session:
-            for prefix in ("http://", "https://"):
-                session.mount(prefix, HTTPAdapter(max_retries=retries))
-            try:
-                with session.get(url, stream=True, timeout=timeout) as resp:
-                    retries = resp.raw.retries or retries
-                    tried = len(retries.history) + 1
-                    if resp.status_code >= 400:
-                        return f"HTTP {resp.status_code} {resp.reason}" + _after(tried)
-                    if "html" in resp.headers.get("Content-Type", "").lower():
-                        return f"served {HTML_PAGE}"
-                    try:
-                        refused = _write_checked(dest, lambda tmp: save(resp, tmp))
-                    except (requests.exceptions.ChunkedEncodingError, requests.ConnectionError) as err:
-                        cause = err.args[0] if err.args and isinstance(err.args[0], Exception) else err
-                        try:  # the body broke off: count it as urllib3 would, and try again
-                            retries = retries.increment("GET", url, error=cause)
-                        except MaxRetryError:
-                            return describe(err, timeout) + _after(tried)
-                        retries.sleep()
-                        continue
-                    return f"served {refused}" if refused else None
-            except (requests.RequestException, HTTPError) as err:
-                return describe(err, timeout) + _after(retries.note["attempts"])
+        adapter.max_retries = retries  # this thread's download retries by its own Retry
+        try:
+            with session.get(url, stream=True, timeout=timeout) as resp:
+                retries = resp.raw.retries or retries
+                tried = len(retries.history) + 1
+                if resp.status_code >= 400:
+                    return f"HTTP {resp.status_code} {resp.reason}" + _after(tried)
+                if "html" in resp.headers.get("Content-Type", "").lower():
+                    return f"served {HTML_PAGE}"
+                try:
+                    refused = _write_checked(dest, lambda tmp: save(resp, tmp))
+                except (requests.exceptions.ChunkedEncodingError, requests.ConnectionError) as err:
+                    cause = err.args[0] if err.args and isinstance(err.args[0], Exception) else err
+                    try:  # the body broke off: count it as urllib3 would, and try again
+                        retries = retries.increment("GET", url, error=cause)
+                    except MaxRetryError:
+                        return describe(err, timeout) + _after(tried)
+                    retries.sleep()
+                    continue
+                return f"served {refused}" if refused else None
+        except (requests.RequestException, HTTPError) as err:
+            return describe(err, timeout) + _after(retries.note["attempts"])
 
 
 def fetch(urls: list[str], dest: str | os.PathLike, what: str, *, hint: str = "",
-          attempts: int = 4, timeout: float = 30.0, backoff: float = 1.0, progress=None) -> str:
+          attempts: int = 4, timeout: float = 30.0, backoff: float = 1.0, progress=None, session=None) -> str:
     """Download the first of `urls` that serves a text file to `dest`; return the URL used.
 
     A URL may also be a local file path (copied). Up to `attempts` tries per URL: timeouts,
@@ -254,21 +288,24 @@ def fetch(urls: list[str], dest: str | os.PathLike, what: str, *, hint: str = ""
     name that does not resolve, and an empty or HTML body move on to the next URL at once. On
     failure, one UserError names `what` and every URL tried with its reason, then `hint`; `dest`
     is never left half-written, nor written with a refused body. The bytes are counted on
-    `progress` (anything with update(n)) when given, else on a progress bar of their own.
+    `progress` (anything with update(n)) when given, else on a progress bar of their own. HTTP
+    goes through `session` (http_session()) when given, else through one of this call's own.
     """
     failures = []
-    for url in urls:
-        if is_url(url):
-            reason = _fetch_http(url, dest, what, max(attempts, 1), timeout, backoff, progress)
-        elif Path(url).is_file():
-            reason = _write_checked(dest, lambda tmp: shutil.copyfile(url, tmp))
-            if reason is None and progress:
-                progress.update(Path(dest).stat().st_size)
-        else:
-            reason = "no such file"
-        if reason is None:
-            return url
-        failures.append(f"{url}: {reason}")
+    with contextlib.ExitStack() as own:
+        for url in urls:
+            if is_url(url):
+                session = session or own.enter_context(http_session(1))
+                reason = _fetch_http(url, dest, what, max(attempts, 1), timeout, backoff, progress, session)
+            elif Path(url).is_file():
+                reason = _write_checked(dest, lambda tmp: shutil.copyfile(url, tmp))
+                if reason is None and progress:
+                    progress.update(Path(dest).stat().st_size)
+            else:
+                reason = "no such file"
+            if reason is None:
+                return url
+            failures.append(f"{url}: {reason}")
     raise UserError(f"could not download {what}; tried:\n  " + "\n  ".join(failures)
                     + (f"\n{hint}" if hint else ""))
 
@@ -305,12 +342,14 @@ class SharedBar:
 
 
 def fetch_many(downloads: list[Download], label: str, **fetch_args) -> tuple[dict[Path, str], dict[Path, str]]:
-    """fetch() every download, POOL_SIZE at a time, under one progress bar (`label`: what the
-    files are). A failure does not stop the others. Returns, by dest, the URL each finished
-    download came from, and the error of each that failed (fetch's message, without a hint)."""
+    """fetch() every download, POOL_SIZE at a time, through one session (its connections reused
+    from one download to the next), under one progress bar (`label`: what the files are). A
+    failure does not stop the others. Returns, by dest, the URL each finished download came
+    from, and the error of each that failed (fetch's message, without a hint)."""
     bar = SharedBar(len(downloads), label)
-    with ThreadPoolExecutor(POOL_SIZE) as pool:
-        futures = {pool.submit(fetch, d.urls, d.dest, d.what, progress=bar, **fetch_args): d.dest for d in downloads}
+    with ThreadPoolExecutor(POOL_SIZE) as pool, http_session(POOL_SIZE) as session:
+        futures = {pool.submit(fetch, d.urls, d.dest, d.what, progress=bar, session=session, **fetch_args): d.dest
+                   for d in downloads}
         try:
             for future in as_completed(futures):
                 bar.file_done()

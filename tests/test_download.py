@@ -280,11 +280,56 @@ def test_backoff_doubles_and_retry_after_is_obeyed(server, tmp_path, capsys):
 
 
 def test_fetch_retries_through_urllib3_retry():
-    """The retry policy is urllib3's Retry, mounted on a requests session, not a loop of our own."""
+    """The retry policy is urllib3's Retry, set on requests' adapter, not a loop of our own."""
+    from requests.adapters import HTTPAdapter
     from urllib3.util.retry import Retry
-    assert issubclass(download._retry_class(), Retry)
+    assert issubclass(download._retry_class(), Retry) and issubclass(download._adapter_class(), HTTPAdapter)
     source = Path(download.__file__).read_text(encoding="utf-8")
-    assert "HTTPAdapter(max_retries=" in source and "time.sleep" not in source
+    assert "adapter.max_retries = retries" in source and "time.sleep" not in source
+
+
+def keep_alive(server) -> list:
+    """Make `server` speak HTTP/1.1 (connections kept open between requests); the list of the
+    connections it accepts, one entry each."""
+    accepted = []
+
+    class KeepAlive(server.httpd.RequestHandlerClass):
+        protocol_version = "HTTP/1.1"
+
+        def setup(self):
+            super().setup()
+            accepted.append(self.client_address)
+
+    server.httpd.RequestHandlerClass = KeepAlive
+    return accepted
+
+
+def test_a_stage_downloads_through_one_session_that_reuses_its_connections(server, in_tmp):
+    books = {i: gutenberg_file(book_body(50, seed=i)) for i in range(1, 13)}
+    for book_id, data in books.items():
+        server.files[f"/pg{book_id}.txt"] = data
+    params_for(in_tmp, server, ids=books)
+    accepted = keep_alive(server)
+    download_gutenberg.main()
+    assert sum(server.hits.values()) == len(books)
+    assert 1 <= len(accepted) <= download.POOL_SIZE  # a connection per download before
+    for book_id, data in books.items():
+        assert (in_tmp / f"data/raw/pg{book_id}.txt").read_bytes() == data
+
+
+def test_downloads_sharing_a_session_each_retry_by_their_own_budget_and_label(server, in_tmp, capsys):
+    for book_id in (1, 2, 3):
+        server.files[f"/pg{book_id}.txt"] = BOOK
+    server.faults["/pg1.txt"] = [503]
+    server.faults["/pg2.txt"] = [503, 503]
+    params_for(in_tmp, server, ids=(1, 2, 3))
+    keep_alive(server)
+    download_gutenberg.main()
+    lines = retry_lines(capsys)
+    assert sorted(line.split(": HTTP 503")[0] for line in lines) == [
+        f"Gutenberg book 1: {server.url}/pg1.txt", *[f"Gutenberg book 2: {server.url}/pg2.txt"] * 2]
+    assert sorted(line.split("(attempt ")[1] for line in lines) == ["2 of 4)", "2 of 4)", "3 of 4)"]
+    assert server.hits == {"/pg1.txt": 2, "/pg2.txt": 3, "/pg3.txt": 1}
 
 
 # --- many books: a bounded pool, one bar, and failures that keep what arrived ----------------
