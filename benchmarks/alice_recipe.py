@@ -73,10 +73,13 @@ def main() -> None:
     parser.add_argument("changes", nargs="?", default="{}", help="trial: train-lstm params to change, as JSON")
     parser.add_argument("--out", type=Path, default=ROOT / "metrics/benchmarks.json")
     parser.add_argument("--keep", action="store_true", help="keep the temporary projects")
+    parser.add_argument("--corpora", type=Path, default=CORPORA, help="holds pg11.txt (default: %(default)s)")
     parser.add_argument("--only", nargs="+", choices=["defaults", *ABLATIONS, "before issue 33"],
                         help="ablation: these rows alone, the file's other rows kept")
     args = parser.parse_args()
-    env = benchmark_env() | {"GUTENBERG_MIRROR": str(CORPORA)}
+    if not (args.corpora / "pg11.txt").is_file():
+        sys.exit(f"{args.corpora} lacks pg11.txt (Alice): point --corpora at the shared corpora")
+    env = benchmark_env() | {"GUTENBERG_MIRROR": str(args.corpora.resolve())}
     with work_folder("lstm-textgen-alice-", args.keep, "the projects and their logs") as work:
         if args.what == "trial":
             project = project_with(work, "dev", env, dev=True)

@@ -4,12 +4,15 @@ Shakespeare, its scoring, its Transformer, the race's recipe and how it compares
 
 import json
 import math
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
+import yaml
 
 from lstm_textgen.cpu_lstm import CpuLSTM
 from lstm_textgen import model as lstm
@@ -421,9 +424,40 @@ def test_the_pipeline_figure_comes_from_the_preset_run_by_dvc_exp_run(tmp_path):
 
 
 @pytest.mark.parametrize("script, key", [("scale", "scale"), ("quality", "quality"), ("pretraining", "pretraining"),
-                                         ("cpu_lstm_speed", "cpu_lstm"), ("alice_recipe", "alice_recipe")])
+                                         ("cpu_lstm_speed", "cpu_lstm"), ("alice_recipe", "alice_recipe"),
+                                         ("downloads", "downloads")])
 def test_a_full_run_keeps_the_key_of_every_other_benchmark_script(script, key):
     """run.py rewrites metrics/benchmarks.json: the key each other script writes there is kept
     (cpu_lstm_speed.py's was dropped before)."""
     assert f'"{key}"' in (ROOT / f"benchmarks/{script}.py").read_text()  # the script writes that key
     assert key in run.OTHER_BENCHMARKS
+
+
+# benchmarks/alice_recipe.py: candidates for Alice's recipe are compared on a dev slice only
+
+def test_an_alice_recipe_trial_trains_on_the_training_head_alone_and_is_appended_to_the_dev_trials(tmp_path, corpora):
+    """A trial gives the pipeline Alice's training head (the cleaned book without the tail the
+    default run holds back) as a text of its own, so its val_loss is on the head's last 10%,
+    the dev slice; it trains with the changes given (window.* to window) and adds one entry."""
+    out = tmp_path / "benchmarks.json"
+    out.write_text(json.dumps({"training": {"kept": True}, "alice_recipe": {"dev_trials": [{"earlier": 1}]}}))
+    changes = {"epochs": 1, "layers": 1, "units": 8, "embedding_dim": 4, "ema": None, "window.step": 100}
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks/alice_recipe.py"), "trial", json.dumps(changes),
+                           "--out", str(out), "--corpora", str(corpora), "--keep"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(out.read_text())
+    assert results["training"] == {"kept": True}
+    earlier, trial = results["alice_recipe"]["dev_trials"]
+    assert earlier == {"earlier": 1} and trial["changes"] == changes and trial["epochs_run"] == 1
+    assert 0 < trial["best_val_loss"] < math.log(49) + 0.5
+    work = Path(done.stderr.split("working in ")[1].split()[0])
+    full = (work / "dev-full-text/data/clean/corpus.txt").read_text(encoding="utf-8")
+    dev = work / "dev"
+    head = (dev / "data/clean/corpus.txt").read_text(encoding="utf-8")
+    assert head == full[:len(full) - round(len(full) * 0.1)] + "\n"  # the head, ended as strip-boilerplate ends a text
+    params = yaml.safe_load((dev / "params.yaml").read_text())
+    assert params["window"]["step"] == 100 and params["train-lstm"]["units"] == 8
+    assert params["download-gutenberg"] | {"mirrors": None} == {"book_ids": [], "texts": ["alice-training-head.txt"],
+                                                                "mirrors": None}
+    shutil.rmtree(work)
