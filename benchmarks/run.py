@@ -45,6 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # cpu_lstm_speed.py, alice_recipe.py, downloads.py): kept.
 OTHER_BENCHMARKS = ("scale", "quality", "pretraining", "cpu_lstm", "alice_recipe", "downloads")
 PROJECT_FILES = ["dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", ".dvc/config", ".dvc/.gitignore",
+                 ".dvc/plots_page.html", ".dvc/plots/loss.json",
                  "data/base/README.md"]
 
 

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # Real, unmodified books and headlines; SOURCES.md there says where each came from.
 CORPORA = Path(os.environ.get("LSTM_TEXTGEN_CORPORA", ROOT.parent / "shared" / "corpora"))
 PROJECT_FILES = ["dvc.yaml", "params.yaml", "stages", "lstm_textgen", ".dvc/config", ".dvc/plots_page.html",
-                 ".dvcignore", ".gitignore", "data/base/README.md"]
+                 ".dvc/plots/loss.json", ".dvcignore", ".gitignore", "data/base/README.md"]
 
 WORDS = ("alice rabbit queen hatter turtle gryphon king cat tea garden door key little said went "
          "thought very curious time down the a of and to she it was in her that you as").split()

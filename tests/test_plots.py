@@ -1,8 +1,8 @@
 """The loss curves as a person sees them: `dvc plots show` and `dvc plots diff` pages opened
 offline in a real headless Chromium, which must draw them (SVG line marks with a point per epoch,
 coloured pixels on the screenshot), with epochs counted from 1, series named train and
-validation and axis titles with units; and train-lstm's console free of TensorFlow's start-up
-logging."""
+validation in colours of their own, a run of one epoch still visible, and axis titles with
+units; and train-lstm's console free of TensorFlow's start-up logging."""
 
 import ctypes
 import os
@@ -59,7 +59,7 @@ class DrawnPlots(HTMLParser):
 
     def __init__(self, ids):
         super().__init__()
-        self.plots = {i: {"svgs": 0, "lines": [], "texts": [], "x_axis": "", "x_ticks": []} for i in ids}
+        self.plots = {i: {"svgs": 0, "lines": [], "points": 0, "texts": [], "x_axis": "", "x_ticks": []} for i in ids}
         self.current, self.in_text, self.groups = None, False, []  # groups: open <g>s, True for the x axis
 
     def handle_starttag(self, tag, attrs):
@@ -70,7 +70,9 @@ class DrawnPlots(HTMLParser):
             if tag == "svg":
                 self.current["svgs"] += 1
             elif tag == "path" and attrs.get("aria-roledescription") == "line mark":
-                self.current["lines"].append((attrs.get("aria-label", ""), attrs.get("d", "")))
+                self.current["lines"].append((attrs.get("aria-label", ""), attrs.get("d", ""), attrs.get("stroke")))
+            elif tag == "path" and attrs.get("aria-roledescription") == "point":
+                self.current["points"] += 1
             elif tag == "g":
                 x_axis = (attrs.get("aria-label") or "").startswith("X-axis")
                 if x_axis:
@@ -109,10 +111,16 @@ def series(plot: dict) -> dict:
     """The line marks of a plot by series ("rev: x; field: y", from their aria-labels), each
     with the most points any of its paths has (DVC draws a smoothed line and a faint raw one)."""
     out = {}
-    for label, path in plot["lines"]:
-        name = "; ".join(part for part in label.split("; ") if part.startswith(("rev:", "field:")))
+    for label, path, _ in plot["lines"]:
+        parts = dict(part.split(": ", 1) for part in label.split("; ") if ": " in part)
+        name = "; ".join(f"{key}: {parts[key]}" for key in ("rev", "field") if key in parts)
         out[name] = max(out.get(name, 0), len(re.findall(r"[ML]", path)))
     return out
+
+
+def colours(plot: dict) -> dict:
+    """Each series' line colour (its stroke), by the series' name as series() gives it."""
+    return {name: stroke for (label, _, stroke) in plot["lines"] for name in series({"lines": [(label, "", None)]})}
 
 
 def png_pixels(data: bytes) -> tuple[int, int, list]:
@@ -152,12 +160,16 @@ def png_pixels(data: bytes) -> tuple[int, int, list]:
     return width, height, rows
 
 
-def coloured_pixels(binary: str, page: Path, tmp: Path) -> int:
-    """How many pixels of the page's screenshot are strongly coloured: the curves (DVC draws
-    them in purple, teal, orange...); text, axes and grid are black or grey on white."""
+def coloured_pixels(binary: str, page: Path, tmp: Path, near: str | None = None) -> int:
+    """How many pixels of the page's screenshot are strongly coloured: the curves (drawn in
+    blue, orange, purple...); text, axes and grid are black or grey on white. With `near` (a
+    #rrggbb colour), only the pixels within a small distance of it."""
     shot = tmp / f"{page.parent.name}.png"
     chromium(binary, page, tmp, f"--screenshot={shot}")
     _, _, rows = png_pixels(shot.read_bytes())
+    if near:
+        want = bytes.fromhex(near.lstrip("#"))
+        return sum(1 for row in rows for pixel in row if sum(abs(a - b) for a, b in zip(pixel, want)) < 40)
     return sum(1 for row in rows for r, g, b in row if max(r, g, b) - min(r, g, b) > 60)
 
 
@@ -220,7 +232,31 @@ def test_plots_show_draws_both_branches_offline(project, browser, tmp_path):
         assert {"train", "validation", f"loss ({unit})"} <= set(plot["texts"]), plot["texts"]
         assert plot["x_axis"] == f"X-axis titled 'epoch' for a linear scale with values from 1 to {epochs}"
         assert plot["x_ticks"] == [*map(str, range(1, epochs + 1)), "epoch"]  # whole epochs, from 1
+        assert plot["points"] == 2 * epochs  # a mark on every epoch of both curves
+        train, validation = (colours(plot)[f"rev: workspace; field: {f}"] for f in ("train", "validation"))
+        assert train and validation and train != validation  # told apart by colour, not only by dashes
+        for colour in (train, validation):
+            assert coloured_pixels(browser, page, tmp_path, near=colour) > 100, colour
     assert coloured_pixels(browser, page, tmp_path) > 500
+
+
+def test_a_run_of_one_epoch_is_still_drawn(project, browser, tmp_path):
+    """One epoch is one point per curve: drawn as a mark inside the plot, not a line of no length
+    (`dvc plots diff` shows it beside the workspace's run of EPOCHS)."""
+    repo, env, _ = project
+    sh(["dvc", "exp", "run", "--temp", "-n", "one-epoch", "-S", "train-lstm-headlines.epochs=1",
+        "train-lstm-headlines"], repo, env)
+    sh(["dvc", "plots", "diff", "one-epoch", "-o", str(tmp_path / "one")], repo, env)
+    page = tmp_path / "one/index.html"
+    plot = titled(drawn(browser, page, tmp_path), "Loss per epoch, headlines branch")
+    epochs = EPOCHS["train-lstm-headlines"]
+    assert series(plot) == {"rev: one-epoch; field: train": 1, "rev: one-epoch; field: validation": 1,
+                            "rev: workspace; field: train": epochs, "rev: workspace; field: validation": epochs}
+    assert plot["points"] == 2 + 2 * epochs
+    train, validation = (colours(plot)[f"rev: one-epoch; field: {f}"] for f in ("train", "validation"))
+    assert len({train, validation, *colours(plot).values()}) == 4
+    for colour in (train, validation):
+        assert coloured_pixels(browser, page, tmp_path, near=colour) > 40, colour  # a mark, not a clipped dot
 
 
 def test_dvcs_default_page_draws_nothing_offline(project, browser, tmp_path):
@@ -255,6 +291,7 @@ def test_plots_diff_overlays_two_experiments_validation_curves(project, browser,
     char = titled(drawn(browser, tmp_path / "all/index.html", tmp_path), "Loss per epoch, char branch")
     assert set(series(char)) == {f"rev: {rev}; field: {field}" for rev in ("units-8", "units-24")
                                  for field in ("train", "validation")}
+    assert len(set(colours(char).values())) == 4  # each run's train and validation in colours of their own
 
 
 # --- pieces, without a browser -----------------------------------------------------------------
