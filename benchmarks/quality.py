@@ -241,13 +241,8 @@ def speeds(corpus: Path, seconds: float) -> dict:
         result[kind] = {}
         for precision in precisions():
             model, dataset = compiled(kind, s | {"precision": precision}, len(vocab["tokens"]), train_ids, 10**6)
-            batches = iter(dataset)
-            model.train_on_batch(*next(batches))
-            steps, started = 0, time.monotonic()
-            while time.monotonic() - started < seconds:
-                model.train_on_batch(*next(batches))
-                steps += 1
-            result[kind][precision] = round(steps * s["batch_size"] * s["context"] / (time.monotonic() - started))
+            per_second = lstm.steps_per_second(model, iter(dataset), seconds, most=10**9)
+            result[kind][precision] = round(per_second * s["batch_size"] * s["context"])
     keras.mixed_precision.set_global_policy("float32")
     return result
 
@@ -265,7 +260,7 @@ def run(corpus: Path, kind: str, precision: str, rate: float, steps: int, seed: 
     seconds = time.monotonic() - started
     scored = scored_text(val, list(BLOCKS))
     predict = lambda x: windowed(model.predict_on_batch, x, s["context"])
-    assert int(model.optimizer.iterations) == steps, "trained other than its budget's steps"
+    assert lstm.steps_taken(model) == steps, "trained other than its budget's steps"
     return {"model": kind, "precision": precision, "learning_rate": rate, "steps": steps, "seed": seed,
             "split": "dev" if dev else "held_out", "parameters": model.count_params(),
             "train_seconds": round(seconds, 1), "passes": round(steps * s["batch_size"] * s["context"] / len(train_ids), 2),

@@ -227,8 +227,8 @@ def _after(attempts: int) -> str:
     return f" (after {attempts} attempts)" if attempts > 1 else ""
 
 
-def _fetch_http(url: str, dest, what: str, attempts: int, timeout: float, backoff: float,
-                progress=None, session=None) -> str | None:
+def _fetch_http(url: str, dest, what: str, attempts: int, timeout: float, backoff: float, progress,
+                session) -> str | None:
     """Download `url` to `dest` through `session` (http_session()); None if done, else why not.
     urllib3's Retry retries connections, timeouts and the status list; a body that breaks off is
     retried here, from the same budget. Bytes are counted on `progress` (anything with

@@ -112,15 +112,20 @@ def series(plot: dict) -> dict:
     with the most points any of its paths has (DVC draws a smoothed line and a faint raw one)."""
     out = {}
     for label, path, _ in plot["lines"]:
-        parts = dict(part.split(": ", 1) for part in label.split("; ") if ": " in part)
-        name = "; ".join(f"{key}: {parts[key]}" for key in ("rev", "field") if key in parts)
+        name = series_name(label)
         out[name] = max(out.get(name, 0), len(re.findall(r"[ML]", path)))
     return out
 
 
+def series_name(label: str) -> str:
+    """"rev: x; field: y" from a line mark's aria-label, whatever else it names and in which order."""
+    parts = dict(part.split(": ", 1) for part in label.split("; ") if ": " in part)
+    return "; ".join(f"{key}: {parts[key]}" for key in ("rev", "field") if key in parts)
+
+
 def colours(plot: dict) -> dict:
-    """Each series' line colour (its stroke), by the series' name as series() gives it."""
-    return {name: stroke for (label, _, stroke) in plot["lines"] for name in series({"lines": [(label, "", None)]})}
+    """Each series' line colour (its stroke), by its series_name."""
+    return {series_name(label): stroke for label, _, stroke in plot["lines"]}
 
 
 def png_pixels(data: bytes) -> tuple[int, int, list]:
