@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CORPORA = ROOT.parent / "shared" / "corpora"
 SHELF_BOOKS = [1342, 1228, 1513]        # in CORPORA as pg<id>.txt
 SHELF_TEXTS = ["tinyshakespeare.txt"]   # plain text, no Gutenberg markers
-TARGET = 1.30                           # nats/char on Alice's held-out tail, from issue 13
+TARGET = 1.25                           # nats/char on Alice's held-out tail, from issue 33 (1.30 in issue 13)
 
 # The base keeps the default model's shape (2 x 256, embedding 64), so the fine-tuning runs on
 # the default params. With 20 times Alice's text, it underfits rather than overfits in a few

@@ -218,8 +218,14 @@ class TokenBudget(keras.callbacks.Callback):
         super().__init__()
         self.steps = steps
 
+    def on_train_begin(self, logs=None):
+        # Read the optimizer's counter once (a resumed run starts past 0), then count here:
+        # reading it after every batch would wait on the device each step.
+        self.taken = steps_taken(self.model)
+
     def on_train_batch_end(self, batch, logs=None):
-        if steps_taken(self.model) >= self.steps:
+        self.taken += 1
+        if self.taken >= self.steps:
             self.model.stop_training = True
 
 
@@ -405,13 +411,6 @@ def split_dataset(split: dict, vocab: dict, batch_size: int, shuffle_seed: int |
     if "rows" in split:
         return rows_dataset(split["rows"], vocab["tokens"].index(vocab["pad"]), batch_size, shuffle_seed, first_epoch)
     return window_dataset(split["tokens"], split["starts"], split["seq_length"], batch_size, shuffle_seed, first_epoch)
-
-
-def targets_per_epoch(split: dict, vocab: dict) -> int:
-    """How many tokens one epoch over this split predicts (padding excluded)."""
-    if "rows" in split:
-        return int(np.count_nonzero(split["rows"][:, 1:] != vocab["tokens"].index(vocab["pad"])))
-    return len(split["starts"]) * split["seq_length"]
 
 
 def load_model(path, train_stage: str = "train-lstm", fix: str | None = None) -> keras.Model:

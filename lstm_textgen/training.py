@@ -452,14 +452,17 @@ class Plan(NamedTuple):
     budget_steps: int | None   # max_tokens, in steps (None: epochs alone end training)
 
 
+def targets_per_epoch(split: dict, vocab: dict) -> int:
+    """How many tokens one epoch over this split predicts (padding excluded)."""
+    if "rows" in split:
+        return int(np.count_nonzero(split["rows"][:, 1:] != vocab["tokens"].index(vocab["pad"])))
+    return len(split["starts"]) * int(split["seq_length"])
+
+
 def plan(params: dict, train: dict, vocab: dict) -> Plan:
-    pad = vocab["tokens"].index(vocab["pad"]) if "rows" in train else None
-    if "rows" in train:
-        examples, targets = len(train["rows"]), int(np.count_nonzero(train["rows"][:, 1:] != pad))
-    else:
-        examples, targets = len(train["starts"]), len(train["starts"]) * int(train["seq_length"])
+    examples = len(train["rows"] if "rows" in train else train["starts"])
     steps = math.ceil(examples / params["batch_size"])
-    per_step = targets / steps
+    per_step = targets_per_epoch(train, vocab) / steps
     budget = math.ceil(params["max_tokens"] / per_step) if params["max_tokens"] else None
     return Plan(steps, per_step, budget)
 

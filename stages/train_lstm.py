@@ -26,8 +26,8 @@ from lstm_textgen.errors import run_stage
 from lstm_textgen.files import atomic_dir, atomic_path, write_json, write_npz
 from lstm_textgen.params import read_params
 from lstm_textgen.training import (BASE_RECORD, CHECKPOINTS, LOSS_TABLE, check_base_model, check_recipe, fit,
-                                   loss_table, role_of, schema, set_up, summary, waiting_for_the_others,
-                                   where_to_start)
+                                   loss_table, role_of, schema, set_up, summary, targets_per_epoch,
+                                   waiting_for_the_others, where_to_start)
 from lstm_textgen.vocab import read_vocab
 
 
@@ -43,7 +43,7 @@ def main(branch: str = "char") -> None:
     # TensorFlow loads only now, once the inputs are known to be good.
     with waiting_for_the_others(role, params["worker_timeout"], spec["train_stage"]):
         setup = set_up(params, vocab, train, spec, branch, base)
-        from lstm_textgen.model import portable, sampler_weights, targets_per_epoch
+        from lstm_textgen.model import portable, sampler_weights
         worker = (f"worker {role.index} of {role.count} ({'the chief' if role.chief else 'writes nothing'}): "
                   if role.count > 1 else "")
         timed = " and ".join(f"{p} {v:,}" for p, v in setup.speeds.items())
