@@ -55,13 +55,13 @@ def project_with(work: Path, name: str, env: dict, dev: bool) -> Path:
 
 def train(project: Path, env: dict, log: Path, changes: dict) -> dict:
     """train-lstm with `changes` to its params (and window's, as "window.step"), by `dvc repro`;
-    its metrics."""
+    its run.json."""
     defaults = yaml.safe_load((ROOT / "params.yaml").read_text())
     window = {k.split(".", 1)[1]: v for k, v in changes.items() if k.startswith("window.")}
     train = {k: v for k, v in changes.items() if not k.startswith("window.")}
     set_params(project, **{"train-lstm": defaults["train-lstm"] | train, "window": defaults["window"] | window})
     cost = measured(["dvc", "repro", "train-lstm"], project, env, log)
-    metrics = json.loads((project / "metrics/train/char/metrics.json").read_text())
+    metrics = json.loads((project / "metrics/train/char/run.json").read_text())
     keep = ("best_val_loss", "best_epoch", "epochs_run", "train_seconds", "tokens_trained", "tokens_per_second",
             "precision", "lstm_kernel")
     return {"changes": changes, **{k: metrics.get(k) for k in keep}, "wall_seconds": round(cost.seconds)}

@@ -73,7 +73,7 @@ def dvc(project: Path, env: dict, log: Path, *args: str) -> float:
 
 
 def results_of(project: Path) -> dict:
-    train = json.loads((project / "metrics/train/char/metrics.json").read_text())
+    train = json.loads((project / "metrics/train/char/run.json").read_text())
     vocab = json.loads((project / "metrics/vocab.json").read_text())
     corpus = json.loads((project / "metrics/corpus.json").read_text())
     keep = ("best_val_loss", "best_val_bits_per_char", "best_epoch", "epochs_run", "train_seconds",

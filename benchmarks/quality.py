@@ -465,7 +465,7 @@ def pipeline_runs(corpus: Path, minutes: float, seeds: list[int], work: Path, en
 
     def exp_run(name: str, *more: str) -> dict:
         measured(["dvc", "exp", "run", "-n", name, *flags, *more, "sample"], project, env, work / f"{name}.log")
-        return json.loads((project / "metrics/train/char/metrics.json").read_text())
+        return json.loads((project / "metrics/train/char/run.json").read_text())
 
     speed = None
     if max_tokens is None:

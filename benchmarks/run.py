@@ -42,8 +42,8 @@ from lstm_textgen.files import write_json
 ROOT = Path(__file__).resolve().parents[1]
 
 # The figures other scripts write into the same file (scale.py, quality.py, pretraining.py,
-# cpu_lstm_speed.py, alice_recipe.py, downloads.py): kept.
-OTHER_BENCHMARKS = ("scale", "quality", "pretraining", "cpu_lstm", "alice_recipe", "downloads")
+# cpu_lstm_speed.py, alice_recipe.py, downloads.py, report.py): kept.
+OTHER_BENCHMARKS = ("scale", "quality", "pretraining", "cpu_lstm", "alice_recipe", "downloads", "report")
 PROJECT_FILES = ["dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", ".dvc/config", ".dvc/.gitignore",
                  ".dvc/plots_page.html", ".dvc/plots/loss.json",
                  "data/base/README.md"]
@@ -154,7 +154,7 @@ def pipeline(work: Path, env: dict, epochs: int) -> tuple[Path, dict]:
     # train-lstm on its own, for its peak memory (epochs do not change it: the data is loaded once)
     train_peak = measured([sys.executable, "stages/train_lstm.py", "char"], project, env,
                           work / "train-lstm.log").peak_mib
-    train_metrics = json.loads((project / "metrics/train/char/metrics.json").read_text())
+    train_metrics = json.loads((project / "metrics/train/char/run.json").read_text())
     return project, {"epochs": epochs, "full_seconds": round(full, 1), "stages_in_full_run": len(ran),
                      "noop_seconds": round(noop, 2), "train_lstm_peak_rss_mib": round(train_peak),
                      "device": train_metrics["device"], "lstm_kernel": train_metrics["lstm_kernel"]}

@@ -53,13 +53,13 @@ def median_speed(run, n: int, rounds: int) -> tuple[float, list[float]]:
     return statistics.median(speeds), [round(min(speeds), 1), round(max(speeds), 1)]
 
 
-def seconds_to_first_char(project: Path, env: dict | None = None, prompt: str = "alice") -> float:
+def seconds_to_first_char(project: Path, env: dict | None = None, prompt: str = "alice", *options: str) -> float:
     """Start `lstm-textgen generate` on a pseudo-terminal (so it streams, as for a person) and time
     the wait until the first character after the prompt arrives (NO_COLOR: the prompt is shown
     plain, so the bytes after it are the model's)."""
     leader, follower = pty.openpty()
     started = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "lstm_textgen", "generate", prompt, "--length", "50"],
+    proc = subprocess.Popen([sys.executable, "-m", "lstm_textgen", "generate", prompt, "--length", "50", *options],
                             cwd=project, env={**(env or os.environ), "NO_COLOR": "1"}, stdin=subprocess.DEVNULL,
                             stdout=follower, stderr=subprocess.PIPE)
     os.close(follower)

@@ -117,10 +117,10 @@ def run_data_stages(folder: Path, books: list[Path], env: dict, **sections) -> d
 def run_training(folder: Path, env: dict, model: dict) -> dict:
     """train-lstm with epochs: 1 and `model`'s params, in a folder where the data stages ran:
     the process's seconds and peak memory, and the epoch's own seconds and tokens per second
-    (from its metrics: model.fit alone, the validation pass included, TensorFlow's start not)."""
+    (from its run.json: model.fit alone, the validation pass included, TensorFlow's start not)."""
     set_params(folder, **{"train-lstm": {**model, "epochs": 1}})
     result = run_stage(folder, "train-lstm", env, "char")
-    metrics = json.loads((folder / "metrics/train/char/metrics.json").read_text())
+    metrics = json.loads((folder / "metrics/train/char/run.json").read_text())
     return result | {"epoch_seconds": metrics["train_seconds"], "tokens_per_second": metrics["tokens_per_second"]}
 
 

@@ -17,6 +17,7 @@ sample is traced through the fine-tuning to the pretraining.
 """
 
 import argparse
+import functools
 import hashlib
 import json
 import subprocess
@@ -102,7 +103,7 @@ def read_bytes(path: str, rev: str | None, repo: str | None = None) -> bytes | N
         return dvc.api.read(path, repo=repo, rev=rev, mode="rb")
     except (PathMissingError, FileNotFoundError):
         # DVC says the same of an output it cannot fetch: tell the two apart by dvc.lock
-        lock = yaml.safe_load(read_bytes("dvc.lock", rev, repo) or "") if path != "dvc.lock" else None
+        lock = parse_lock(read_bytes("dvc.lock", rev, repo)) if path != "dvc.lock" else None
         outs = {o["path"] for stage in (lock or {}).get("stages", {}).values() for o in stage.get("outs", [])}
         if any(inside(path, out) for out in outs):
             if not has_dvc_remote(repo):
@@ -115,8 +116,21 @@ def read_bytes(path: str, rev: str | None, repo: str | None = None) -> bytes | N
         raise UserError(f"{unreachable} ({err})")
 
 
+# libyaml's loader where PyYAML has it: a dvc.lock parses ten times faster, which the report
+# (lstm-textgen report), reading a few for each of many runs, needs.
+YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+@functools.lru_cache(maxsize=4)  # the report parses each run's dvc.lock for its params, then for each audit
+def parse_lock(data: bytes | None) -> dict:
+    """A dvc.lock's records (empty when there is none). Cached: read it, never change it."""
+    return yaml.load(data or b"", Loader=YAML_LOADER) or {}
+
+
 def inside(path: str, out: str) -> bool:
-    return path == out or PurePosixPath(path).is_relative_to(out)
+    """Whether `path` is the output `out` or inside it (dvc.lock's paths are relative, POSIX,
+    normalized: a string test, which the report runs tens of thousands of times)."""
+    return path == out or path.startswith(out.rstrip("/") + "/")
 
 
 def lineage(lock: dict, stage: str) -> list[str]:
@@ -201,10 +215,15 @@ def audit(path: str, lock: dict, content: bytes, read) -> dict:
             "code": {d["path"]: d["md5"] for d in entry.get("deps", []) if d["path"].endswith(".py")},
             "outs": {o["path"]: o["md5"] for o in entry.get("outs", [])},
         }
-    for name in stages:  # the validation score of the model upstream, from its DVCLive summary
+    for name in stages:  # the validation score of the model upstream, from its run's record
         for out in report["stages"][name]["outs"]:
             if out.startswith("metrics/train/") and (data := read(f"{out}/metrics.json")):
                 metrics = json.loads(data)
+                # The headline only: the whole record is in run.json. A run committed before run.json
+                # has it all in metrics.json (and asking for its run.json would fail as a file missing
+                # from the cache would), hence metrics.json first.
+                if "best_val_loss" not in metrics:
+                    metrics = json.loads(read(f"{out}/run.json") or "{}")
                 report["model_score"] = {k: v for k, v in metrics.items() if k.startswith("best_val")}
                 report["trained_with"] = {k: metrics[k] for k in TRAINED_WITH if k in metrics}
             init_from = report["stages"][name]["params"].get(f"{name}.init_from")
@@ -214,7 +233,7 @@ def audit(path: str, lock: dict, content: bytes, read) -> dict:
     return report
 
 
-# How the model was trained, from train-lstm's metrics: what no param fixes (precision auto
+# How the model was trained, from train-lstm's run.json: what no param fixes (precision auto
 # chooses by timing; the device and kernel are the machine's).
 TRAINED_WITH = ("precision", "device", "lstm_kernel", "tokens_trained")
 
@@ -264,13 +283,15 @@ def format_report(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def audit_file(path: str, rev: str | None = None, repo: str | None = None) -> dict:
+def audit_file(path: str, rev: str | None = None, repo: str | None = None, *, commit: str | None = None,
+               read=None) -> dict:
     """The audit report of `path` in the workspace, at `rev` (a git revision or an experiment's
-    name), or in another clone `repo`; with the version of the code it names."""
+    name), or in another clone `repo`; with the version of the code it names. A caller that
+    reads many revisions (the report) passes `rev`'s `commit`, and `read(path)` for its files."""
     if repo:
         check_repo(repo, rev)
-    commit = resolve_rev(rev) if rev and not repo else rev
-    read = lambda p: read_bytes(p, commit, repo)  # noqa: E731
+    commit = commit or (resolve_rev(rev) if rev and not repo else rev)
+    read = read or (lambda p: read_bytes(p, commit, repo))
     where = (f" in {repo}" if repo else "") + (f" at {rev}" if rev else "")
     content = read(path)
     if content is None:
@@ -278,7 +299,7 @@ def audit_file(path: str, rev: str | None = None, repo: str | None = None) -> di
     lock_bytes = read("dvc.lock")
     if lock_bytes is None:
         raise UserError(f"{path} was produced by no recorded run: there is no dvc.lock{where}")
-    report = audit(path, yaml.safe_load(lock_bytes), content, read)
+    report = audit(path, parse_lock(lock_bytes), content, read)
     code = {p: h for stage in report["stages"].values() for p, h in stage["code"].items()}
     changed = sorted(p for p, h in code.items() if hashlib.md5(read(p) or b"").hexdigest() != h)
     report["code_version"] = {

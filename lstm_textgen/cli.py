@@ -14,6 +14,7 @@ from lstm_textgen.errors import run
 COMMANDS = {
     "generate": ("lstm_textgen.generate", "text from a trained model, after your own prompt"),
     "audit": ("lstm_textgen.audit", "which params, data and code produced a sample text or a model"),
+    "report": ("lstm_textgen.report", "every run's params, scores, sample texts, audits and curves on one page"),
     "check-remote": ("lstm_textgen.remotes", "check every object on a DVC remote; --remove-bad clears a broken push"),
     "plots-page": ("lstm_textgen.plots_page", "rebuild .dvc/plots_page.html, the offline page `dvc plots` fills in"),
 }
@@ -26,6 +27,7 @@ commands:
 `lstm-textgen COMMAND --help` lists a command's flags, with examples:
   lstm-textgen generate "alice was"
   lstm-textgen audit metrics/sample/char/samples.txt
+  lstm-textgen report --serve
 """
 
 

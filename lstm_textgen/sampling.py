@@ -557,6 +557,21 @@ def sample_chars(params, stepper, vocab, train, val, rng) -> tuple[str, dict, li
     return "\n".join(out), char_metrics(texts, training_words), seeds, sum(map(len, rows))
 
 
+SAMPLE_HEADING = re.compile(r"=== sample \d+ of \d+ ===\nseed \((?P<source>[^\n]*)\):\n")
+
+
+def read_char_samples(text: str) -> list[dict]:
+    """The texts in a samples.txt that sample_chars wrote: each {"source", "seed", "generated"}."""
+    headings = list(SAMPLE_HEADING.finditer(text))
+    samples = []
+    for heading, after in zip(headings, headings[1:] + [None]):
+        # each sample is written "...{generated}\n", and the samples are joined by a blank line
+        block = text[heading.end():after.start() - 1 if after else len(text)]
+        seed, _, generated = block.partition("\ngenerated:\n")
+        samples.append({"source": heading["source"], "seed": seed, "generated": generated.removesuffix("\n")})
+    return samples
+
+
 def sample_headlines(params, stepper, vocab, train, val, rng) -> tuple[str, dict, list, int]:
     """One headline per seed phrase: the seed, then up to `max_words` words or the end token;
     title-cased as in the tutorial."""

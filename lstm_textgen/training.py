@@ -675,18 +675,17 @@ def where_to_start(setup: Setup, params: dict, spec: dict, branch: str, role: Ro
 
 
 def fit(setup: Setup, params: dict, vocab: dict, train: dict, val: dict, branch: str, role: Role, done: int,
-        so_far: Best, base: dict | None):
+        so_far: Best, base: dict | None) -> float:
     """Keras' fit from epoch `done` on, with the callbacks that make a kill resumable: the
     checkpoint, DVCLive's log of every epoch (beside the checkpoint, so a resumed run keeps the
-    earlier epochs) and early stopping carried across kills. Returns DVCLive's Live (the chief's;
-    None for the other workers) and the seconds trained. Fine-tuning also records in `base` what
-    the base model scores here before any training."""
+    earlier epochs) and early stopping carried across kills. Returns the seconds trained.
+    Fine-tuning also records in `base` what the base model scores here before any training."""
     from lstm_textgen.model import EpochSeeds, TokenBudget, split_dataset  # before keras: it quiets TensorFlow's log
     import keras
     from dvclive import Live
     from dvclive.keras import DVCLiveCallback
 
-    checkpoint, batch, live, steps = CHECKPOINTS / branch, params["batch_size"], None, setup.steps
+    checkpoint, batch, steps = CHECKPOINTS / branch, params["batch_size"], setup.steps
     callbacks = [EpochSeeds(), *resumable_early_stopping(params["patience"] or params["epochs"],
                                                          checkpoint if role.chief else None, done, so_far)]
     if params["ema"]:  # validation (and so early stopping) scores the moving average of the weights
@@ -723,7 +722,7 @@ def fit(setup: Setup, params: dict, vocab: dict, train: dict, val: dict, branch:
         initial_epoch=done, epochs=done if over else params["epochs"], verbose=2 if role.chief else 0,
         shuffle=False,  # the dataset shuffles itself
         callbacks=callbacks)
-    return live, time.monotonic() - started
+    return time.monotonic() - started
 
 
 def summary(setup: Setup, live_dir: Path, params: dict, stage: str, vocab: dict, done: int,
@@ -749,3 +748,11 @@ def summary(setup: Setup, live_dir: Path, params: dict, stage: str, vocab: dict,
     if base:
         scores["base_val_loss"] = base["val_loss"]
     return scores
+
+
+def headline(scores: dict, branch: str) -> dict:
+    """What metrics/train/<branch>/metrics.json holds, the scores `dvc metrics show` and `dvc exp
+    show` list (run.json beside it holds all of `scores`): the best validation loss, in bits per
+    token and as perplexity, rounded, under the branch's name so that no column name is shared."""
+    return {branch: {key.removeprefix("best_"): round(value, 4) for key, value in scores.items()
+                     if key.startswith("best_val_")}}

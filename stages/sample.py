@@ -6,7 +6,8 @@
 Params: the section named after the stage: `sample` or `sample-headlines`.
 Reads:  data/models/<branch>.npz, the branch's vocabulary and data.
 Writes: metrics/sample/<branch>/samples.txt, provenance.json (the params, model and vocabulary
-        hashes that produced it) and metrics.json (speed; how word-like and varied the text is).
+        hashes that produced it), run.json (speed; how word-like, original and varied the text is)
+        and metrics.json (the two of those DVC shows: HEADLINE).
 """
 
 import sys
@@ -30,6 +31,9 @@ PARAMS = {
              "num_samples": positive_int, **COMMON_PARAMS},
     "headlines": {"seeds": list_of(non_empty_string), "max_words": positive_int, **COMMON_PARAMS},
 }
+# The measures `dvc metrics show` and `dvc exp show` list, under the branch's name: how word-like
+# (char) or original (headlines) the text is, and how varied.
+HEADLINE = {"char": ("known_word_share", "distinct_3"), "headlines": ("distinct_2", "copied_share")}
 
 
 def main(branch: str = "char") -> None:
@@ -53,7 +57,9 @@ def main(branch: str = "char") -> None:
         "model": {"path": str(spec["weights"]), "sha256": sha256_file(spec["weights"])},
         "vocab": {"path": str(spec["vocab"]), "sha256": sha256_file(spec["vocab"])},
         "seeds": seeds, "samples_sha256": sha256_file(out / "samples.txt")})
-    write_json(out / "metrics.json", {"tokens_per_second": round(n_tokens / seconds, 1), **metrics})
+    run = {"tokens_per_second": round(n_tokens / seconds, 1), **metrics}
+    write_json(out / "run.json", run)
+    write_json(out / "metrics.json", {branch: {key: round(run[key], 4) for key in HEADLINE[branch]}})
     print(f"wrote {out / 'samples.txt'}; the model wrote:\n{preview(text)}\n{next_step(branch, text)}", file=sys.stderr)
 
 

@@ -9,8 +9,9 @@ Params: the section named after the stage: `train-lstm` or `train-lstm-headlines
         says what each does.
 Reads:  the branch's windows (or headline rows) and vocabulary; a base model, with init_from.
 Writes: data/models/<branch>.keras, data/models/<branch>.npz (the same weights as NumPy arrays, for
-        the sampler) and metrics/train/<branch>/ (DVCLive's metrics.json and plots/, and loss.tsv:
-        train and validation loss per epoch).
+        the sampler) and metrics/train/<branch>/: run.json (the scores and how training ran),
+        metrics.json (the headline scores DVC shows), loss.tsv (train and validation loss per epoch)
+        and DVCLive's plots/.
 
 A killed run resumes exactly from data/checkpoints/<branch>/ (lstm_textgen/training.py says how).
 With `distribute: multi_worker`, every machine that TF_CONFIG lists runs this script; only the
@@ -26,7 +27,7 @@ from lstm_textgen.errors import run_stage
 from lstm_textgen.files import atomic_dir, atomic_path, write_json, write_npz
 from lstm_textgen.params import read_params
 from lstm_textgen.training import (BASE_RECORD, CHECKPOINTS, LOSS_TABLE, check_base_model, check_recipe, fit,
-                                   loss_table, role_of, schema, set_up, summary, targets_per_epoch,
+                                   headline, loss_table, role_of, schema, set_up, summary, targets_per_epoch,
                                    waiting_for_the_others, where_to_start)
 from lstm_textgen.vocab import read_vocab
 
@@ -52,7 +53,7 @@ def main(branch: str = "char") -> None:
               + f": {targets_per_epoch(train, vocab):,} {vocab.get('unit', 'char')}s to predict per epoch",
               file=sys.stderr)
         done, so_far = where_to_start(setup, params, spec, branch, role, len(vocab["tokens"]))
-    live, seconds = fit(setup, params, vocab, train, val, branch, role, done, so_far, base)
+    seconds = fit(setup, params, vocab, train, val, branch, role, done, so_far, base)
     if not role.chief:
         print(f"{worker}done; worker 0 wrote the model and the metrics", file=sys.stderr)
         return
@@ -66,12 +67,11 @@ def main(branch: str = "char") -> None:
     with atomic_path(spec["model"], suffix=".keras") as tmp:
         model.save(tmp)
     write_npz(spec["weights"], **sampler_weights(model))
-    for name, value in scores.items():
-        live.log_metric(name, value, plot=False)
-    live.make_summary()
     with atomic_dir(spec["live"]) as out:
         shutil.copytree(checkpoint / "live", out, dirs_exist_ok=True)
         (out / LOSS_TABLE).write_text(table, encoding="utf-8")
+        write_json(out / "run.json", scores)
+        write_json(out / "metrics.json", headline(scores, branch))  # in place of DVCLive's summary
         if base:
             write_json(out / BASE_RECORD, base)
     shutil.rmtree(checkpoint)

@@ -1,5 +1,6 @@
 """Auditing which params produced which sample text, from dvc.lock and DVC experiments."""
 
+import hashlib
 import json
 
 import pytest
@@ -54,10 +55,10 @@ def test_exp_show_lists_the_params_and_scores_that_matter(experiments):
     repo, env = experiments
     table = sh(["dvc", "exp", "show", "--csv"], repo, env).stdout.splitlines()
     header = table[0].split(",")
-    for column in ("sample.temperature", "train-lstm.units", "window.seq_length",
-                   "metrics/train/char/metrics.json:best_val_loss", "best_val_bits_per_char", "known_word_share",
-                   "metrics/sample/char/metrics.json:distinct_2"):
+    for column in ("sample.temperature", "train-lstm.units", "window.seq_length", "char.val_loss",
+                   "char.val_bits_per_char", "char.known_word_share", "char.distinct_3", "headlines.val_loss"):
         assert column in header, column
+    assert not [column for column in header if column.startswith("metrics/")]  # no column named after its file
     assert sum(row.startswith(("cold,", "small,")) for row in table) == 2
 
 
@@ -129,3 +130,34 @@ def test_generate_json_names_a_model_whose_windows_changed_since(reproduced_proj
     # only window's record is another run's: the vocabulary the model used is still encode-vocab's
     assert provenance["chain"]["unverified_stages"] == ["window"]
     assert "window" not in provenance["stages"] and "encode-vocab" in provenance["stages"]
+
+
+RECORD = {"best_val_loss": 1.51234, "best_val_bits_per_char": 2.18187, "best_val_perplexity": 4.53696,
+          "best_epoch": 3, "train_seconds": 12.5, "device": "CPU", "lstm_kernel": "cpu_loop", "precision": "float32",
+          "tokens_trained": 9000}
+
+
+@pytest.mark.parametrize("files", [
+    {"metrics/train/char/run.json": RECORD,  # today: the headline in metrics.json, the record in run.json
+     "metrics/train/char/metrics.json": {"char": {"val_loss": 1.5123, "val_bits_per_char": 2.1819,
+                                                  "val_perplexity": 4.537}}},
+    {"metrics/train/char/metrics.json": {"train": {"loss": 1.4}, "step": 2, **RECORD}},  # a run committed before
+], ids=["run.json", "before run.json"])
+def test_the_model_score_is_read_from_the_runs_whole_record(files):
+    from lstm_textgen.audit import audit
+
+    def read(path):
+        if path not in files:  # as read_bytes does, at a commit, for a file inside an output it lacks
+            raise AssertionError(f"read {path}")
+        return json.dumps(files[path]).encode()
+
+    text = b"generated\n"
+    lock = {"stages": {
+        "train-lstm": {"cmd": "python -m stages.train_lstm char", "outs": [
+            {"path": "data/models/char.npz", "md5": "1"}, {"path": "metrics/train/char", "md5": "2.dir"}]},
+        "sample": {"cmd": "python -m stages.sample char", "deps": [{"path": "data/models/char.npz", "md5": "1"}],
+                   "outs": [{"path": SAMPLE, "md5": hashlib.md5(text).hexdigest()}]}}}
+    report = audit(SAMPLE, lock, text, read)
+    assert report["model_score"] == {k: v for k, v in RECORD.items() if k.startswith("best_val")}
+    assert report["trained_with"] == {"precision": "float32", "device": "CPU", "lstm_kernel": "cpu_loop",
+                                      "tokens_trained": 9000}

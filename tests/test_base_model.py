@@ -172,7 +172,7 @@ def test_a_base_model_imported_from_another_repo_is_fine_tuned_and_audited_back(
     assert vocab_metrics["unknown_tokens"] >= len("é1865ï") and vocab_metrics["unknown_characters"] >= 5
     assert json.loads((repo / "data/vocab/chars.json").read_text())["tokens"] == \
         json.loads((base / "data/vocab/chars.json").read_text())["tokens"]
-    trained = json.loads((repo / "metrics/train/char/metrics.json").read_text())
+    trained = json.loads((repo / "metrics/train/char/run.json").read_text())
     # The weights were the base's: before fine-tuning, it already does far better than chance.
     vocab_size = vocab_metrics["vocab_size"]
     assert trained["base_val_loss"] < 0.8 * math.log(vocab_size)

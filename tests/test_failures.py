@@ -16,8 +16,9 @@ from conftest import sh
 from test_pipeline import set_param
 
 OUTPUTS = ["data/models/char.keras", "data/models/char.npz", "metrics/train/char/metrics.json",
-           "metrics/train/char/plots/metrics/eval/loss.tsv", "metrics/sample/char/samples.txt",
-           "metrics/sample/char/provenance.json", "data/raw/pg1.txt", "data/raw/manifest.json"]
+           "metrics/train/char/run.json", "metrics/train/char/plots/metrics/eval/loss.tsv",
+           "metrics/sample/char/samples.txt", "metrics/sample/char/provenance.json", "data/raw/pg1.txt",
+           "data/raw/manifest.json"]
 
 
 def snapshot(repo) -> dict:

@@ -88,13 +88,16 @@ def trained(tmp_path_factory):
 
 
 def test_training_writes_the_model_and_its_scores(trained):
-    summary = json.loads((trained / "metrics/train/char/metrics.json").read_text())
+    summary = json.loads((trained / "metrics/train/char/run.json").read_text())
     loss = summary["best_val_loss"]
     assert 0 < loss < math.log(json.loads((trained / "metrics/vocab.json").read_text())["vocab_size"])
     assert summary["best_val_bits_per_char"] == pytest.approx(loss / math.log(2))
     assert summary["best_val_perplexity"] == pytest.approx(math.exp(loss))
     assert summary["epochs_run"] == 1 and summary["best_epoch"] == 1
     assert summary["device"] == "CPU" and summary["lstm_kernel"] == "cpu_loop" and summary["precision"] == "float32"
+    assert json.loads((trained / "metrics/train/char/metrics.json").read_text()) == {"char": {
+        "val_loss": round(loss, 4), "val_bits_per_char": round(summary["best_val_bits_per_char"], 4),
+        "val_perplexity": round(summary["best_val_perplexity"], 4)}}  # the headline, what DVC shows
     assert (trained / "metrics/train/char/plots/metrics/eval/loss.tsv").read_text().startswith("step\tloss\n0\t")
     model = lstm.load_model(trained / "data/models/char.keras")
     assert [layer.units for layer in lstm.lstm_layers(model)] == [16]
@@ -132,7 +135,7 @@ def test_mirrored_training_on_two_devices_matches_one_device(trained, tmp_path):
         write_params(work, **{**TINY, "train_lstm": {**TINY["train_lstm"], "epochs": 2, "dropout": 0.0, "distribute": name}})
         proc = subprocess.run([sys.executable, *launch], cwd=work, capture_output=True, text=True)
         assert proc.returncode == 0, proc.stderr
-        scores[name] = json.loads((work / "metrics/train/char/metrics.json").read_text())
+        scores[name] = json.loads((work / "metrics/train/char/run.json").read_text())
     assert (scores["one_device"]["device"], scores["one_device"]["replicas"]) == ("CPU", 1)
     assert (scores["mirrored"]["device"], scores["mirrored"]["replicas"]) == ("2 × CPU", 2)
     assert scores["mirrored"]["best_val_loss"] == pytest.approx(scores["one_device"]["best_val_loss"], rel=0.02)
@@ -144,7 +147,7 @@ def run_sample(folder, monkeypatch, **params):
     write_params(folder, **{**TINY, "sample": {**TINY["sample"], **params}})
     sample.main()
     out = folder / "metrics/sample/char"
-    return {name: (out / name).read_text() for name in ("samples.txt", "provenance.json", "metrics.json")}
+    return {name: (out / name).read_text() for name in ("samples.txt", "provenance.json", "run.json", "metrics.json")}
 
 
 def test_sampling_is_reproducible_and_recorded(trained, monkeypatch):
@@ -159,9 +162,11 @@ def test_sampling_is_reproducible_and_recorded(trained, monkeypatch):
     provenance = json.loads(first["provenance.json"])
     assert provenance["params"]["sample"]["length"] == 40
     assert len(provenance["model"]["sha256"]) == 64 and len(provenance["vocab"]["sha256"]) == 64
-    metrics = json.loads(first["metrics.json"])
+    metrics = json.loads(first["run.json"])
     assert metrics["tokens_per_second"] > 0
     assert 0 <= metrics["known_word_share"] <= 1 and 0 <= metrics["repetition_rate"] <= 1
+    assert json.loads(first["metrics.json"]) == {"char": {"known_word_share": round(metrics["known_word_share"], 4),
+                                                          "distinct_3": round(metrics["distinct_3"], 4)}}
     other = run_sample(trained, monkeypatch, seed=8)
     assert other["samples.txt"] != first["samples.txt"]
 
@@ -218,13 +223,17 @@ def run_headlines(folder, monkeypatch, **params):
                             "sample_headlines": {**TINY["sample_headlines"], **params}})
     sample.main("headlines")
     out = folder / "metrics/sample/headlines"
-    return (out / "samples.txt").read_text(), json.loads((out / "metrics.json").read_text())
+    return (out / "samples.txt").read_text(), json.loads((out / "run.json").read_text())
 
 
 def test_headlines_train_with_per_word_scores(trained_headlines):
-    summary = json.loads((trained_headlines / "metrics/train/headlines/metrics.json").read_text())
+    summary = json.loads((trained_headlines / "metrics/train/headlines/run.json").read_text())
     assert summary["best_val_bits_per_word"] == pytest.approx(summary["best_val_loss"] / math.log(2))
     assert 1 < summary["best_val_perplexity"] < 100  # a vocabulary of 100 words at most
+    headline = json.loads((trained_headlines / "metrics/train/headlines/metrics.json").read_text())
+    assert headline == {"headlines": {"val_loss": round(summary["best_val_loss"], 4),
+                                      "val_bits_per_word": round(summary["best_val_bits_per_word"], 4),
+                                      "val_perplexity": round(summary["best_val_perplexity"], 4)}}
 
 
 def test_headlines_are_one_title_cased_line_per_seed(trained_headlines, monkeypatch):
@@ -236,6 +245,9 @@ def test_headlines_are_one_title_cased_line_per_seed(trained_headlines, monkeypa
     assert "<Unk>" not in text and "<unk>" not in text and metrics["unknown_share"] == 0  # never drawn
     assert set(metrics) == {"tokens_per_second", "copied_share", "distinct_1", "distinct_2", "unknown_share"}
     assert 0 <= metrics["copied_share"] <= 1 and 0 <= metrics["unknown_share"] <= 1
+    headline = json.loads((trained_headlines / "metrics/sample/headlines/metrics.json").read_text())
+    assert headline == {"headlines": {"distinct_2": round(metrics["distinct_2"], 4),
+                                      "copied_share": round(metrics["copied_share"], 4)}}
 
 
 def test_a_seed_with_unknown_words_is_refused_naming_them(trained_headlines, monkeypatch):

@@ -52,7 +52,7 @@ def machines(tmp_path_factory):
     train_params(alone, "one_device")
     subprocess.run([sys.executable, str(ROOT / "stages/train_lstm.py"), "char"], cwd=alone, check=True,
                    capture_output=True, timeout=300)
-    metrics = json.loads((alone / "metrics/train/char/metrics.json").read_text())
+    metrics = json.loads((alone / "metrics/train/char/run.json").read_text())
     assert metrics["epochs_run"] < TRAIN["epochs"]  # patience ended it: early stopping is in play
     return chief, other, {"losses": validation_losses(alone), "epochs_run": metrics["epochs_run"],
                           "best_epoch": metrics["best_epoch"]}
@@ -107,7 +107,7 @@ def finish(procs, codes=(0, 0)):
 
 
 def same_training(folder, reference):
-    metrics = json.loads((folder / "metrics/train/char/metrics.json").read_text())
+    metrics = json.loads((folder / "metrics/train/char/run.json").read_text())
     assert (metrics["epochs_run"], metrics["best_epoch"]) == (reference["epochs_run"], reference["best_epoch"])
     assert validation_losses(folder) == pytest.approx(reference["losses"], rel=TOLERANCE)
     return metrics

@@ -8,16 +8,15 @@ import ctypes
 import os
 import re
 import shutil
-import struct
 import subprocess
 import sys
-import zlib
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 import yaml
 
+from chromium import chromium_binary, png_pixels
 from conftest import ROOT, make_dvc_project, sh
 from lstm_textgen import training
 
@@ -29,16 +28,6 @@ COMPARE = ["--targets", "metrics/train/char/loss.tsv", "-x", "epoch", "-y", "val
 
 
 # --- what Chromium drew ------------------------------------------------------------------------
-
-def chromium_binary() -> str:
-    """Debian's Chromium (.ci/run installs it). CI must have it; elsewhere its absence skips."""
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if not found:
-        if os.environ.get("CI"):
-            pytest.fail("Chromium is missing: .ci/run installs Debian's `chromium` package (as root, with apt-get)")
-        pytest.skip("Chromium is not installed (`apt-get install chromium`): these tests open the plots in it")
-    return found
-
 
 def chromium(binary: str, page: Path, tmp: Path, *mode: str) -> subprocess.CompletedProcess:
     """Open `page` in headless Chromium with no network at all (every host name fails to
@@ -126,43 +115,6 @@ def series_name(label: str) -> str:
 def colours(plot: dict) -> dict:
     """Each series' line colour (its stroke), by its series_name."""
     return {series_name(label): stroke for label, _, stroke in plot["lines"]}
-
-
-def png_pixels(data: bytes) -> tuple[int, int, list]:
-    """Width, height and rows of (r, g, b) of an 8-bit RGB or RGBA, non-interlaced PNG, as
-    Chromium writes screenshots (no imaging library needed)."""
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    pos, idat, header = 8, b"", None
-    while pos < len(data):
-        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
-        body = data[pos + 8:pos + 8 + length]
-        if kind == b"IHDR":
-            header = struct.unpack(">IIBBBBB", body)
-        elif kind == b"IDAT":
-            idat += body
-        pos += 12 + length
-    width, height, depth, color, _, _, interlace = header
-    assert depth == 8 and color in (2, 6) and not interlace, header
-    channels = 3 if color == 2 else 4
-    raw, stride, rows, previous = zlib.decompress(idat), width * channels, [], bytearray(width * channels)
-    for y in range(height):
-        kind, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
-        for i in range(stride):
-            left = line[i - channels] if i >= channels else 0
-            up, corner = previous[i], previous[i - channels] if i >= channels else 0
-            if kind == 1:
-                line[i] = (line[i] + left) & 255
-            elif kind == 2:
-                line[i] = (line[i] + up) & 255
-            elif kind == 3:
-                line[i] = (line[i] + (left + up) // 2) & 255
-            elif kind == 4:
-                p = left + up - corner
-                pa, pb, pc = abs(p - left), abs(p - up), abs(p - corner)
-                line[i] = (line[i] + (left if pa <= pb and pa <= pc else up if pb <= pc else corner)) & 255
-        rows.append([tuple(line[x:x + 3]) for x in range(0, stride, channels)])
-        previous = line
-    return width, height, rows
 
 
 def coloured_pixels(binary: str, page: Path, tmp: Path, near: str | None = None) -> int:

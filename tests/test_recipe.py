@@ -75,12 +75,12 @@ def test_a_resumed_auto_run_keeps_the_precision_its_checkpoint_chose(tmp_path):
 # --- on real training --------------------------------------------------------------------------
 
 def train_here(folder, monkeypatch, **changes):
-    """train-lstm char on the data stages' output in `folder`, in this process; its metrics."""
+    """train-lstm char on the data stages' output in `folder`, in this process; its run.json."""
     import train_lstm
     write_params(folder, **{**TINY, "train_lstm": {**TINY["train_lstm"], **changes}})
     monkeypatch.chdir(folder)
     train_lstm.main()
-    return json.loads((folder / "metrics/train/char/metrics.json").read_text())
+    return json.loads((folder / "metrics/train/char/run.json").read_text())
 
 
 @pytest.fixture(scope="module")

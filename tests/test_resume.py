@@ -165,7 +165,7 @@ def runs(tmp_path_factory):
 
 def outcome(folder):
     """The scores, the saved model's weights and the per-epoch log of a finished run."""
-    scores = json.loads((folder / "metrics/train/char/metrics.json").read_text())
+    scores = json.loads((folder / "metrics/train/char/run.json").read_text())
     with np.load(folder / "data/models/char.npz") as f:
         weights = {name: f[name] for name in f.files}
     return scores, weights, (folder / "metrics/train/char/plots/metrics/eval/loss.tsv").read_text()
@@ -230,7 +230,7 @@ def starts_fresh(killed, work, differing, **change):
     (`epochs` is no part of a checkpoint's fingerprint, so one epoch binds nothing.)"""
     err = resume(killed, work, epochs=1, **change)
     assert f"starting fresh: the checkpoint in data/checkpoints/char was made with a different {differing}" in err
-    scores = json.loads((work / "metrics/train/char/metrics.json").read_text())
+    scores = json.loads((work / "metrics/train/char/run.json").read_text())
     assert (scores["resumed_after_epoch"], scores["epochs_run"]) == (0, 1)
     assert not (work / "data/checkpoints/char").exists()
 
