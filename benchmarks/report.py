@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 from lstm_textgen.files import write_json
+from lstm_textgen.report import page_data
 from run import benchmark_env, copy_project, machine, measured, work_folder
 from sample_speed import seconds_to_first_char
 
@@ -65,9 +66,9 @@ def build_project(work: Path, env: dict) -> Path:
 
 def seconds_to_first_text(page: Path) -> list[float]:
     sys.path.insert(0, str(ROOT / "tests"))
-    from chromium import webdriver  # Selenium and Debian's Chromium, as tests/test_report.py drives them
+    from chromium import chromium_driver  # Selenium and Debian's Chromium, as tests/test_report.py drives them
 
-    driver = webdriver()
+    driver = chromium_driver()
     try:
         times = []
         for _ in range(6):  # the first load warms Chromium's own caches: not counted
@@ -130,8 +131,7 @@ def main() -> None:
         project = build_project(work, env)
         builds = [measured(["lstm-textgen", "report", "-o", "report.html"], project, env,
                            work / f"report-{i}.log").seconds for i in range(5)]
-        data = json.loads(re.search(r'<script type="application/json" id="data">(.*?)</script>',
-                                    (project / "report.html").read_text(), re.S)[1].replace("<\\/", "</"))
+        data = page_data((project / "report.html").read_text())
         opens = seconds_to_first_text(project / "report.html")
         chars = serve_figures(project, env, [f"exp-{n:02d}" for n in (0, 12, 24, 36, 48)])
 

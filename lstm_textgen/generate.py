@@ -35,6 +35,7 @@ from lstm_textgen.sampling import (Stepper, banned_ids, check_model_matches, com
 from lstm_textgen.vocab import decode_chars
 
 DEFAULT_LENGTH = {"char": 500, "headlines": 20}  # characters; words, if the headline has not ended
+DEFAULT_TEMPERATURE = 0.8
 
 
 class Model:
@@ -95,7 +96,7 @@ def check_settings(length: int, temperature: float, top_k, top_p, num: int, seed
 
 
 def generate(prompt: str | None = None, *, model: Model | None = None, branch: str = "char", length: int | None = None,
-             num: int = 1, seed: int | None = None, temperature: float = 0.8, top_k: int | None = None,
+             num: int = 1, seed: int | None = None, temperature: float = DEFAULT_TEMPERATURE, top_k: int | None = None,
              top_p: float | None = None, rev: str | None = None, repo: str | None = None, seed_length: int = 100,
              on_token=None) -> list[str]:
     """`num` texts from the model of `branch` (loaded here unless `model` is given), each the
@@ -145,8 +146,8 @@ def main(argv=None, prog=None) -> None:
     parser.add_argument("--num", type=int, default=1, help="how many texts (default 1)")
     parser.add_argument("--seed", type=int, help="random seed: the same seed and settings give the same text "
                                                  "(default: a fresh one, shown by --json)")
-    parser.add_argument("--temperature", type=float, default=0.8, help="below 1: safer text; above 1: wilder "
-                                                                        "(default 0.8)")
+    parser.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE,
+                        help=f"below 1: safer text; above 1: wilder (default {DEFAULT_TEMPERATURE})")
     parser.add_argument("--top-k", type=int, help="draw only from the k most likely tokens")
     parser.add_argument("--top-p", type=float, help="nucleus sampling: draw only from the most likely tokens "
                                                     "whose probability together reaches p")

@@ -10,8 +10,8 @@ headline scores, when it ran and on what, every sample text (the seed set apart 
 model wrote), its audit (what `lstm-textgen audit --json` reports) and its loss curves. It
 carries its data, script and style inside it: it opens offline, from a file.
 
-Everything comes from DVC's records: the experiments from dvc.api.exp_show, and each one's
-dvc.lock, metrics, samples and loss tables from git at its commit. The project keeps no records
+Everything comes from DVC's records: the experiments from DVC's Python API (Repo.experiments),
+and each run's dvc.lock, metrics, samples and loss tables from git at its commit. The project keeps no records
 of its own. --serve adds a box that streams text from any listed run's model, as
 `lstm-textgen generate` does, with the same seed and settings giving the same text.
 """
@@ -23,18 +23,23 @@ import csv
 import html
 import io
 import json
+import math
 import queue
+import re
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
-from lstm_textgen.audit import audit_file, flat, parse_lock, read_bytes
+from lstm_textgen.audit import audit_file, flat, git, parse_lock, read_bytes
 from lstm_textgen.branches import BRANCHES, branch_spec
 from lstm_textgen.errors import UserError
 from lstm_textgen.files import write_text
+from lstm_textgen.generate import DEFAULT_TEMPERATURE, check_settings, generate
 from lstm_textgen.sampling import read_char_samples
+from lstm_textgen.text_measures import headline as sample_headline
+from lstm_textgen.training import headline as train_headline
 
 
 class GitFiles:
@@ -69,36 +74,39 @@ def read_at(files: GitFiles | None, commit: str | None, path: str) -> bytes | No
 
 
 def runs(num: int) -> list[dict]:
-    """The workspace, then each of the last `num` commits followed by its experiments, newest
-    first, as DVC lists them: {"name", "kind", "rev" (what --rev takes), "commit", "created"}."""
-    from dvc.repo import Repo
+    """The workspace, then each of the last `num` commits (HEAD, HEAD~1, …) followed by its
+    experiments, as DVC lists them: {"id" (the commit, unique), "name", "kind", "rev" (what
+    --rev takes: the experiment's name, or its commit when the name is not unique), "commit",
+    "created"}."""
     from dvc.exceptions import DvcException
-    commits = git_lines("rev-list", f"--max-count={num}", "HEAD")
+    from dvc.repo import Repo
+    if subprocess.run(["git", "rev-parse", "--verify", "--quiet", "HEAD"], capture_output=True).returncode:
+        raise UserError("this project has no commit yet, so no run is recorded: `dvc repro`, then commit "
+                        "(`git add -A && git commit`)")
+    commits = git("rev-list", "--first-parent", f"--max-count={num}", "HEAD").split()  # as DVC's num counts
     try:
         with Repo() as repo:
             experiments = repo.experiments.ls(rev="HEAD", num=num)
     except DvcException as err:
         raise UserError(f"cannot list the experiments: {err}")
-    branch = git_lines("rev-parse", "--abbrev-ref", "HEAD")[0]
-    listed = [{"name": "workspace", "kind": "workspace", "rev": None, "commit": None}]
+    branch = git("rev-parse", "--abbrev-ref", "HEAD")
+    listed = [{"id": "workspace", "name": "workspace", "kind": "workspace", "rev": None, "commit": None}]
     for number, commit in enumerate(commits):
         name = branch if number == 0 and branch != "HEAD" else commit[:7]
-        listed.append({"name": name, "kind": "commit", "rev": commit, "commit": commit})
-        listed += [{"name": exp, "kind": "experiment", "rev": exp, "commit": sha, "baseline": name}
+        listed.append({"id": commit, "name": name, "kind": "commit", "rev": commit, "commit": commit})
+        listed += [{"id": sha, "name": exp, "kind": "experiment", "rev": exp, "commit": sha, "baseline": name}
                    for exp, sha in experiments.get(commit, []) if sha]
-    shas = [run["commit"] for run in listed[1:]]
-    dates = dict(line.split(" ", 1) for line in subprocess.run(
-        ["git", "log", "--no-walk=unsorted", "--format=%H %cI", *shas], capture_output=True, text=True).stdout.splitlines())
+    # a name two experiments share, or a branch or tag also has, would make --rev name another run
+    taken = set(git("for-each-ref", "--format=%(refname:short)", "refs/heads", "refs/tags").split())
+    names = [run["name"] for run in listed if run["kind"] == "experiment"]
+    for run in listed:
+        if run["kind"] == "experiment" and (names.count(run["name"]) > 1 or run["name"] in taken):
+            run["rev"] = run["commit"]
+    dates = dict(line.split(" ", 1) for line in git("log", "--no-walk=unsorted", "--format=%H %cI",
+                                                     *[run["commit"] for run in listed[1:]]).splitlines())
     for run in listed:
         run["created"] = dates.get(run["commit"])
     return listed
-
-
-def git_lines(*args: str) -> list[str]:
-    proc = subprocess.run(["git", *args], capture_output=True, text=True)
-    if proc.returncode:
-        raise UserError(f"git {' '.join(args)}: {proc.stderr.strip()}")
-    return proc.stdout.split()
 
 
 def load_json(data: bytes | None) -> dict:
@@ -108,11 +116,31 @@ def load_json(data: bytes | None) -> dict:
         return {}
 
 
+def finite(value) -> float | None:
+    """A number the page can carry: JSON has no NaN or infinity (a diverged run logs them)."""
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
 def loss_rows(data: bytes | None) -> list[dict]:
     """train-lstm's loss.tsv: epoch, train, validation."""
     if not data:
         return []
-    return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(io.StringIO(data.decode()), delimiter="\t")]
+    return [{k: finite(v) for k, v in row.items()} for row in csv.DictReader(io.StringIO(data.decode()), delimiter="\t")]
+
+
+def scores_of(branch: str, trained: dict, sampled: dict) -> dict:
+    """The headline scores, as DVC lists them; from a run made before they had their own files
+    (one flat metrics.json of everything), the same scores picked out of it."""
+    if branch not in trained:
+        trained = train_headline(trained, branch)
+    if branch not in sampled:
+        try:
+            sampled = sample_headline(sampled, branch)
+        except KeyError:
+            sampled = {}
+    return {k: finite(v) for k, v in {**trained.get(branch, {}), **sampled.get(branch, {})}.items()
+            if isinstance(v, (int, float))}
 
 
 def samples(branch: str, text: bytes | None, provenance: dict) -> list[dict]:
@@ -140,14 +168,11 @@ def branch_record(run: dict, branch: str, files: GitFiles | None) -> dict | None
     train = spec["live"]
     if text is None and read(train / "metrics.json") is None:
         return None
-    scores = {}
-    for path in (train / "metrics.json", spec["sample"] / "metrics.json"):
-        values = load_json(read(path))
-        scores |= {k: v for k, v in values.get(branch, values).items() if isinstance(v, (int, float))}
+    scores = scores_of(branch, load_json(read(train / "metrics.json")), load_json(read(spec["sample"] / "metrics.json")))
     ran = load_json(read(train / "run.json")) or load_json(read(train / "metrics.json"))
     sample_path = f"{spec['sample'].as_posix()}/samples.txt"
     try:
-        reader = None if run["commit"] is None else (lambda p: files.read(run["commit"], p) or read_at_rev(p, run))
+        reader = None if run["commit"] is None else (lambda p: files.read(run["commit"], p) or not_in_git(p, run))
         audit = audit_file(sample_path, run["rev"], commit=run["commit"], read=reader) if text else None
     except UserError as err:
         audit = {"error": str(err)}
@@ -159,8 +184,8 @@ def branch_record(run: dict, branch: str, files: GitFiles | None) -> dict | None
             "curves": loss_rows(read(train / "loss.tsv"))}
 
 
-def read_at_rev(path: str, run: dict) -> bytes | None:
-    """A file git does not hold at that commit (a DVC output): through dvc.api, as audit reads it."""
+def not_in_git(path: str, run: dict) -> bytes | None:
+    """A file git does not hold at the run's commit (a DVC output): through dvc.api, as audit reads it."""
     return read_bytes(path, run["commit"])
 
 
@@ -188,23 +213,34 @@ def collect(num: int = 1) -> dict:
     finally:
         files.close()
     changed = differing([r["params"] for r in listed if r["params"]])  # a commit before any run: left out
-    for run in listed:
-        run["params"] = {k: run["params"].get(k) for k in changed}
+    for run in listed:  # a param a run does not have is left out: the page shows "—", not null
+        run["params"] = {k: run["params"][k] for k in changed if k in run["params"]}
     return {"project": Path.cwd().name, "made": time.strftime("%Y-%m-%d %H:%M:%S"), "runs": listed,
             "differing_params": changed, "seconds": round(time.monotonic() - started, 2)}
 
 
 def page(data: dict, served: bool = False) -> str:
     """The whole page: its data as JSON, its script and style inline."""
-    payload = json.dumps({**data, "served": served}, ensure_ascii=False).replace("</", "<\\/")
-    return (PAGE.replace("@TITLE@", html.escape(f"{data['project']}: lstm-textgen report"))
-            .replace("@DATA@", payload).replace("@STYLE@", STYLE).replace("@SCRIPT@", SCRIPT))
+    # Inside <script> the HTML parser looks for "</script" and "<!--", whatever the JSON says:
+    # no "<" may reach it (nor ">" or "&"), so each is written as JSON's \u escape.
+    payload = json.dumps({**data, "served": served, "temperature": DEFAULT_TEMPERATURE}, ensure_ascii=False,
+                         allow_nan=False)
+    payload = payload.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    parts = {"TITLE": html.escape(f"{data['project']}: lstm-textgen report"), "STYLE": STYLE, "SCRIPT": SCRIPT,
+             "DATA": payload}
+    return re.sub(r"@(TITLE|STYLE|SCRIPT|DATA)@", lambda m: parts[m[1]], PAGE)  # one pass: never into what it put
+
+
+def page_data(text: str) -> dict:
+    """The data a page carries (for tests and benchmarks)."""
+    return json.loads(re.search(r'<script type="application/json" id="data">(.*?)</script>', text, re.S)[1])
 
 
 PAGE = """<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
+<link rel="icon" href="data:,">
 <title>@TITLE@</title>
 <style>@STYLE@</style>
 </head>
@@ -219,7 +255,7 @@ sample for its audit.</p><div id="samples"></div></section>
 <label>run <select name="run"></select></label>
 <label>prompt <input name="prompt" size="40" placeholder="empty: a validation text, as the sample stage does"></label>
 <label>length <input name="length" size="5"></label>
-<label>temperature <input name="temperature" size="4" value="0.8"></label>
+<label>temperature <input name="temperature" size="4"></label>
 <label>top-k <input name="top_k" size="4"></label>
 <label>top-p <input name="top_p" size="4"></label>
 <label>seed <input name="seed" size="6" value="1"></label>
@@ -269,7 +305,7 @@ const el = (tag, attrs = {}, ...kids) => {
 const score = (v) => typeof v === "number" ? (Number.isInteger(v) ? String(v) : v.toFixed(4)) : "—";
 const param = (v) => v === undefined ? "—" : JSON.stringify(v);
 let branch = runs.some((r) => r.branches.char) ? "char" : "headlines";
-const chosen = new Set(runs.filter((r) => r.branches[branch]).slice(0, 2).map((r) => r.name));
+const chosen = new Set(runs.filter((r) => r.branches[branch]).slice(0, 2).map((r) => r.id));
 let audited = null;
 
 function scoreKeys(b) {
@@ -288,14 +324,14 @@ function drawRuns() {
   head.append(el("th", {}, "kind"), el("th", {}, "created"), el("th", {}, "ran on"));
   table.append(head);
   for (const r of runs) {
-    const box = el("input", {type: "checkbox", "data-run": r.name});
-    box.checked = chosen.has(r.name);
-    box.addEventListener("change", () => { box.checked ? chosen.add(r.name) : chosen.delete(r.name); drawSamples(); drawCurves(); });
+    const box = el("input", {type: "checkbox", "data-run": r.id});
+    box.checked = chosen.has(r.id);
+    box.addEventListener("change", () => { box.checked ? chosen.add(r.id) : chosen.delete(r.id); drawSamples(); drawCurves(); });
     const on = Object.entries(r.branches).map(([b, rec]) => {
       const o = rec.ran_on || {};
       return o.device ? `${b}: ${o.device} ${o.precision || ""}, ${Math.round(o.train_seconds || 0)} s` : "";
     }).filter(Boolean).join("; ");
-    const row = el("tr", {class: "run", "data-run": r.name}, el("td", {}, box), el("td", {}, r.name));
+    const row = el("tr", {class: "run", "data-run": r.id}, el("td", {}, box), el("td", {}, r.name));
     for (const b of branches) for (const k of scoreKeys(b)) row.append(el("td", {class: "num score"}, score(((r.branches[b] || {}).scores || {})[k])));
     for (const p of data.differing_params) row.append(el("td", {class: "param", "data-param": p}, param(r.params[p])));
     row.append(el("td", {}, r.kind), el("td", {}, (r.created || "—").replace("T", " ")), el("td", {}, on || "—"));
@@ -317,15 +353,15 @@ function drawBranches() {
 function drawSamples() {
   const box = document.getElementById("samples");
   box.replaceChildren();
-  for (const r of runs.filter((r) => chosen.has(r.name))) {
+  for (const r of runs.filter((r) => chosen.has(r.id))) {
     const rec = r.branches[branch];
-    const column = el("div", {class: "column", "data-run": r.name}, el("h3", {}, r.name));
+    const column = el("div", {class: "column", "data-run": r.id}, el("h3", {}, r.name));
     if (!rec || !rec.samples.length) column.append(el("p", {class: "hint"}, `no ${branch} samples in this run`));
     (rec ? rec.samples : []).forEach((s, i) => {
-      const node = el("div", {class: "sample", "data-run": r.name, "data-index": i},
+      const node = el("div", {class: "sample", "data-run": r.id, "data-index": i},
                       el("span", {class: "seed"}, s.seed), branch === "headlines" ? " " : "", el("span", {class: "generated"}, s.generated));
-      if (audited === r.name) node.classList.add("chosen");
-      node.addEventListener("click", () => { audited = r.name; drawSamples(); drawAudit(); });
+      if (audited === r.id) node.classList.add("chosen");
+      node.addEventListener("click", () => { audited = r.id; drawSamples(); drawAudit(); });
       column.append(node);
     });
     box.append(column);
@@ -334,9 +370,9 @@ function drawSamples() {
 
 function drawAudit() {
   const pre = document.getElementById("audit"), command = document.getElementById("audit-command");
-  const rec = audited && (runs.find((r) => r.name === audited) || {branches: {}}).branches[branch];
+  const rec = audited && (runs.find((r) => r.id === audited) || {branches: {}}).branches[branch];
   if (!rec) { pre.textContent = ""; command.textContent = "Click a sample."; return; }
-  command.textContent = `${audited}: what \`${rec.audit_command}\` reports`;
+  command.textContent = `${runs.find((r) => r.id === audited).name}: what \`${rec.audit_command}\` reports`;
   pre.className = rec.audit && rec.audit.error ? "error" : "";
   pre.textContent = rec.audit && rec.audit.error ? rec.audit.error : JSON.stringify(rec.audit, null, 2);
 }
@@ -348,7 +384,7 @@ function drawCurves() {
   const box = document.getElementById("curves");
   box.replaceChildren();
   const series = [];
-  runs.filter((r) => chosen.has(r.name) && r.branches[branch]).forEach((r, i) => {
+  runs.filter((r) => chosen.has(r.id) && r.branches[branch]).forEach((r, i) => {
     for (const [split, dash, mark] of [["train", "", "circle"], ["validation", "6 4", "square"]]) {
       const points = r.branches[branch].curves.map((row) => [row.epoch, row[split]]).filter(([, y]) => Number.isFinite(y));
       // each run's marks and line a little finer than the one before: a run whose curve is the
@@ -394,7 +430,8 @@ function setUpGenerate() {
   if (!data.served) return;
   document.getElementById("generate-box").hidden = false;
   const form = document.getElementById("generate"), out = document.getElementById("generated");
-  for (const r of runs) for (const b of Object.keys(r.branches)) form.run.append(el("option", {value: `${r.name}|${b}`}, `${r.name} (${b})`));
+  form.temperature.value = data.temperature;
+  for (const r of runs) for (const b of Object.keys(r.branches)) form.run.append(el("option", {value: `${r.id}|${b}`}, `${r.name} (${b})`));
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const [run, b] = form.run.value.split("|");
@@ -419,61 +456,83 @@ drawRuns(); drawBranches(); drawCurves(); drawAudit(); setUpGenerate();
 """
 
 
+# The generate box's longest text: the CLI takes any length, but a served page answers anyone
+# who reaches it, so one request may not run for minutes.
+MAX_LENGTH = 10_000
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
 def serve(data: dict, host: str, port: int) -> None:
     """The page, and POST /generate: text streamed from a listed run's model."""
     from flask import Flask, Response, request
     from werkzeug.serving import make_server
 
-    from lstm_textgen.generate import Model, check_settings, generate
+    from lstm_textgen.generate import Model
 
     app = Flask("lstm-textgen report")
-    by_name = {run["name"]: run for run in data["runs"]}
+    if host in LOOPBACK:  # a web page elsewhere whose name points here (DNS rebinding) is answered 400
+        app.config["TRUSTED_HOSTS"] = list(LOOPBACK)
+    by_id = {run["id"]: run for run in data["runs"]}
     models: dict[tuple, Model] = {}
-    lock = threading.Lock()
-    served = page(data, served=True)
+    loading: dict[tuple, threading.Lock] = {}
+    served_page = page(data, served=True)
 
     def model(run: dict, branch: str) -> Model:
-        with lock:  # one load per model, however many requests ask at once
-            if (run["name"], branch) not in models:
-                models[run["name"], branch] = Model(branch, run["rev"])
-            return models[run["name"], branch]
+        key = (run["id"], branch)
+        with loading.setdefault(key, threading.Lock()):  # one load per model; others are served meanwhile
+            if key not in models:
+                models[key] = Model(branch, run["rev"])
+            return models[key]
 
     @app.get("/")
     def index():
-        return Response(served, mimetype="text/html")
+        return Response(served_page, mimetype="text/html")
 
     @app.post("/generate")
     def generate_text():
         try:
-            form = request.get_json(force=True, silent=True) or {}
-            run, branch = by_name.get(form.get("run")), form.get("branch", "char")
-            if run is None:
-                raise UserError(f"unknown run {form.get('run')!r}; the runs are {', '.join(by_name)}")
-            if branch not in run["branches"]:
-                raise UserError(f"run {run['name']} has no {branch} model; its branches: {', '.join(run['branches'])}")
-            settings = settings_of(form)
-            check_settings(settings["length"] or 1, settings["temperature"], settings["top_k"], settings["top_p"], 1,
-                           settings["seed"])
-            prompt = form.get("prompt") or None
-            if prompt is not None and not isinstance(prompt, str):
-                raise UserError("the prompt must be text")
-            chunks = streamed(lambda on_token: generate(prompt, model=model(run, branch), on_token=on_token,
-                                                        **settings))
+            # JSON only: a form another site posts here cannot be JSON without the browser asking
+            # first (CORS), which this server never allows
+            form = request.get_json(silent=True) if request.is_json else None
+            if not isinstance(form, dict):
+                raise UserError("send the settings as a JSON object (Content-Type: application/json)")
+            run, branch, prompt = checked_request(form, by_id)
+            stop = threading.Event()
+            chunks = streamed(lambda on_token: generate_until(stop, prompt, model(run, branch), on_token,
+                                                              settings_of(form)), stop)
             first = next(chunks)  # the prompt; or the one-line error, before any text is sent
         except UserError as err:
             return Response(f"error: {err}\n", status=400, mimetype="text/plain")
-        except Exception as err:  # noqa: BLE001: a page shows one line, never a stack trace
+        except Exception as err:  # noqa: BLE001 (a page shows one line, never a stack trace)
             return Response(f"error: {type(err).__name__}: {err}\n", status=500, mimetype="text/plain")
         return Response(prepend(first, chunks), mimetype="text/plain; charset=utf-8",
                         headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"})
 
-    server = make_server(host, port, app, threaded=True)
+    server = make_server(host, port, app, threaded=True)  # a port taken or a wrong --host: werkzeug says so, exit 1
     print(f"serving the report of {len(data['runs'])} runs at http://{host}:{server.server_port}/ (Ctrl-C stops)",
           file=sys.stderr, flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         pass
+
+
+def checked_request(form: dict, by_id: dict) -> tuple[dict, str, str | None]:
+    """The run, branch and prompt a generate request names, each checked as the CLI checks it."""
+    run, branch, prompt = form.get("run"), form.get("branch", "char"), form.get("prompt") or None
+    if not isinstance(run, str) or run not in by_id:
+        raise UserError(f"unknown run {run!r}; the runs are {', '.join(r['name'] for r in by_id.values())}")
+    run = by_id[run]
+    if not isinstance(branch, str) or branch not in run["branches"]:
+        raise UserError(f"run {run['name']} has no {branch!r} model; its branches: {', '.join(run['branches'])}")
+    if prompt is not None and not isinstance(prompt, str):
+        raise UserError("the prompt must be text")
+    settings = settings_of(form)
+    check_settings(settings["length"] or 1, settings["temperature"], settings["top_k"], settings["top_p"], 1,
+                   settings["seed"])
+    if settings["length"] is not None and settings["length"] > MAX_LENGTH:
+        raise UserError(f"--length {settings['length']} must be at most {MAX_LENGTH:,} here (the CLI takes more)")
+    return run, branch, prompt
 
 
 def settings_of(form: dict) -> dict:
@@ -489,28 +548,47 @@ def settings_of(form: dict) -> dict:
     settings = {"length": number("length", int, "--length"), "temperature": number("temperature", float, "--temperature"),
                 "top_k": number("top_k", int, "--top-k"), "top_p": number("top_p", float, "--top-p"),
                 "seed": number("seed", int, "--seed")}
-    settings["temperature"] = 0.8 if settings["temperature"] is None else settings["temperature"]
+    settings["temperature"] = DEFAULT_TEMPERATURE if settings["temperature"] is None else settings["temperature"]
     return settings
 
 
-def streamed(run_with):
+class Stopped(Exception):
+    """The reader went away: the text is not wanted any more."""
+
+
+def generate_until(stop: threading.Event, prompt, model, on_token, settings: dict) -> None:
+    def send(text):
+        if stop.is_set():
+            raise Stopped
+        on_token(text)
+    try:
+        generate(prompt, model=model, on_token=send, **settings)
+    except Stopped:
+        pass
+
+
+def streamed(run_with, stop: threading.Event):
     """Iterate the chunks `run_with(on_token)` emits as it runs in a thread; its error, if any,
-    is raised where the next chunk would be."""
+    is raised where the next chunk would be. Closing the iterator (the server does, when the
+    reader goes away) sets `stop`, which ends the thread at its next token."""
     chunks: queue.Queue = queue.Queue()
     done = object()
 
     def work():
         try:
             run_with(chunks.put)
-        except BaseException as err:  # noqa: BLE001: handed to the reader
+        except BaseException as err:  # noqa: BLE001 (handed to the reader)
             chunks.put(err)
         chunks.put(done)
 
     threading.Thread(target=work, daemon=True).start()
-    while (item := chunks.get()) is not done:
-        if isinstance(item, BaseException):
-            raise item
-        yield item
+    try:
+        while (item := chunks.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
 
 
 def prepend(first, rest):
@@ -519,6 +597,8 @@ def prepend(first, rest):
         yield from rest
     except UserError as err:
         yield f"\nerror: {err}\n"
+    finally:
+        rest.close()
 
 
 def main(argv=None, prog=None) -> None:

@@ -598,7 +598,7 @@ def preview(text: str, lines: int = 6) -> str:
     """The start of what the model wrote, for the console: the first char sample's generated text
     (without its seed and headings), or the first headlines."""
     if text.startswith("=== sample"):
-        text = text.split("generated:\n", 1)[1].split("\n=== sample", 1)[0].strip("\n")
+        text = read_char_samples(text)[0]["generated"].strip("\n")
     head = text.splitlines()[:lines]
     return "\n".join(f"  {line}" for line in head) + ("\n  ..." if len(text.splitlines()) > lines else "")
 

@@ -7,6 +7,16 @@ import re
 import numpy as np
 
 
+# The measures `dvc metrics show`, `dvc exp show` and the report list, under the branch's name:
+# how word-like (char) or original (headlines) the text is, and how varied.
+HEADLINE = {"char": ("known_word_share", "distinct_3"), "headlines": ("distinct_2", "copied_share")}
+
+
+def headline(measures: dict, branch: str) -> dict:
+    """The sample stage's metrics.json: HEADLINE's measures of `branch`, rounded, under its name."""
+    return {branch: {key: round(measures[key], 4) for key in HEADLINE[branch]}}
+
+
 def words(text: str) -> list[str]:
     return re.findall(r"[^\W\d_]+(?:'[^\W\d_]+)*", text.lower())
 

@@ -7,7 +7,7 @@ Params: the section named after the stage: `sample` or `sample-headlines`.
 Reads:  data/models/<branch>.npz, the branch's vocabulary and data.
 Writes: metrics/sample/<branch>/samples.txt, provenance.json (the params, model and vocabulary
         hashes that produced it), run.json (speed; how word-like, original and varied the text is)
-        and metrics.json (the two of those DVC shows: HEADLINE).
+        and metrics.json (the two of those DVC shows: text_measures.HEADLINE).
 """
 
 import sys
@@ -22,6 +22,7 @@ from lstm_textgen.params import (integer, list_of, non_empty_string, optional, p
                                  probability, read_params)
 from lstm_textgen.sampling import (Stepper, check_model_matches, load_weights, next_step, preview, sample_chars,
                                    sample_headlines)
+from lstm_textgen.text_measures import headline
 from lstm_textgen.vocab import read_vocab
 
 COMMON_PARAMS = {"temperature": positive_number, "top_k": optional(positive_int), "top_p": optional(probability),
@@ -31,11 +32,6 @@ PARAMS = {
              "num_samples": positive_int, **COMMON_PARAMS},
     "headlines": {"seeds": list_of(non_empty_string), "max_words": positive_int, **COMMON_PARAMS},
 }
-# The measures `dvc metrics show` and `dvc exp show` list, under the branch's name: how word-like
-# (char) or original (headlines) the text is, and how varied.
-HEADLINE = {"char": ("known_word_share", "distinct_3"), "headlines": ("distinct_2", "copied_share")}
-
-
 def main(branch: str = "char") -> None:
     spec = branch_spec(branch)
     params = read_params(spec["sample_stage"], PARAMS[branch])
@@ -59,7 +55,7 @@ def main(branch: str = "char") -> None:
         "seeds": seeds, "samples_sha256": sha256_file(out / "samples.txt")})
     run = {"tokens_per_second": round(n_tokens / seconds, 1), **metrics}
     write_json(out / "run.json", run)
-    write_json(out / "metrics.json", {branch: {key: round(run[key], 4) for key in HEADLINE[branch]}})
+    write_json(out / "metrics.json", headline(run, branch))
     print(f"wrote {out / 'samples.txt'}; the model wrote:\n{preview(text)}\n{next_step(branch, text)}", file=sys.stderr)
 
 

@@ -71,7 +71,7 @@ def main(branch: str = "char") -> None:
         shutil.copytree(checkpoint / "live", out, dirs_exist_ok=True)
         (out / LOSS_TABLE).write_text(table, encoding="utf-8")
         write_json(out / "run.json", scores)
-        write_json(out / "metrics.json", headline(scores, branch))  # in place of DVCLive's summary
+        write_json(out / "metrics.json", headline(scores, branch))  # DVC's metric: the headline alone
         if base:
             write_json(out / BASE_RECORD, base)
     shutil.rmtree(checkpoint)

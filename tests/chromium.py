@@ -15,7 +15,7 @@ def chromium_binary() -> str:
     if not found:
         if os.environ.get("CI"):
             pytest.fail("Chromium is missing: .ci/run installs Debian's `chromium` package (as root, with apt-get)")
-        pytest.skip("Chromium is not installed (`apt-get install chromium`): these tests open the plots in it")
+        pytest.skip("Chromium is not installed (`apt-get install chromium`): these tests open pages in it")
     return found
 
 
@@ -56,10 +56,10 @@ def png_pixels(data: bytes) -> tuple[int, int, list]:
     return width, height, rows
 
 
-def webdriver():
+def chromium_driver():
     """Selenium driving headless Chromium through Debian's chromedriver (chromium-driver), with no
     network beyond this machine: every host but 127.0.0.1 fails to resolve."""
-    from selenium import webdriver as selenium
+    from selenium import webdriver
 
     binary = chromium_binary()
     driver = shutil.which("chromedriver")
@@ -67,11 +67,11 @@ def webdriver():
         if os.environ.get("CI"):
             pytest.fail("chromedriver is missing: .ci/run installs Debian's `chromium-driver` package")
         pytest.skip("chromedriver is not installed (`apt-get install chromium-driver`)")
-    options = selenium.ChromeOptions()
+    options = webdriver.ChromeOptions()
     options.binary_location = binary
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--disable-extensions", "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1", "--window-size=1280,1400"):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    return selenium.Chrome(options=options, service=selenium.ChromeService(executable_path=driver))
+    return webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=driver))

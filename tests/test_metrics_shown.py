@@ -36,9 +36,8 @@ def test_dvc_shows_the_headline_scores_and_nothing_else(project):
     assert {path: {branch: list(keys) for branch, keys in entry["data"].items()}
             for path, entry in shown.items()} == HEADLINE
 
-    # Ten columns, one row per file: 276 characters, against 747 when the data stages' counts were
-    # metrics too. The header is the widest line: the values, rounded to 4 decimals, are narrower
-    # than the column names.
+    # Ten columns, one row per file: 276 characters. The header is the widest line: the values,
+    # rounded to 4 decimals, are narrower than the column names.
     table = sh(["dvc", "metrics", "show"], repo, env).stdout.splitlines()
     assert set(table[0].split()) == {"Path"} | COLUMNS
     assert max(map(len, table)) < 280, table[0]
@@ -59,7 +58,7 @@ def test_run_json_holds_the_whole_record_and_metrics_json_its_headline(project):
         run = json.loads((repo / f"metrics/train/{branch}/run.json").read_text())
         assert {"best_val_loss", f"best_val_bits_per_{unit}", "best_val_perplexity", "best_epoch", "epochs_run",
                 "train_seconds", "tokens_trained", "tokens_per_second", "device", "precision", "lstm_kernel"} <= set(run)
-        headline = json.loads((repo / f"metrics/train/{branch}/metrics.json").read_text())  # DVCLive's summary no more
+        headline = json.loads((repo / f"metrics/train/{branch}/metrics.json").read_text())  # the stage's, not DVCLive's
         assert headline == {branch: {"val_loss": round(run["best_val_loss"], 4),
                                      f"val_bits_per_{unit}": round(run[f"best_val_bits_per_{unit}"], 4),
                                      "val_perplexity": round(run["best_val_perplexity"], 4)}}
