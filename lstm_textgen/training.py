@@ -254,6 +254,25 @@ def waiting_for_the_others(role: Role, timeout: float, stage: str):
     os.close(met_w)
 
 
+@contextlib.contextmanager
+def outcome_shared(setup: "Setup", role: Role):
+    """Run the block (the chief writes the results there; the others nothing), then let every
+    worker learn whether it ended well on all of them, so that each exits as the run ended: a
+    worker whose chief failed while saving exits 1 too, instead of 0 with no model anywhere."""
+    failure = None
+    try:
+        yield
+    except BaseException as err:  # noqa: BLE001 (told to the others first, then raised)
+        failure = err
+    if role.count > 1:
+        from lstm_textgen.model import on_any_worker
+        if on_any_worker(setup.strategy, failure is not None) and failure is None:
+            raise UserError("worker 0 (the chief) failed while writing the model and metrics: its log says why. "
+                            "Nothing was written on this machine; run the training again on all of them")
+    if failure is not None:
+        raise failure
+
+
 def die_with(parent: int) -> None:
     """Have the kernel kill this process when `parent` dies (Linux's PR_SET_PDEATHSIG), so that a
     stage killed outright (kill -9) takes its training with it. Elsewhere nothing is asked."""
@@ -553,6 +572,35 @@ def saved_training_state(params: dict, vocab_size: int, folder: Path, steps: Pla
     return [np.asarray(v.numpy()) for v in (*model.weights, *model.optimizer.variables)]
 
 
+def readable_training_state(params: dict, vocab_size: int, folder: Path, steps: Plan, fingerprint: dict, done: int,
+                            note: str | None) -> tuple[list[np.ndarray] | None, int, str | None]:
+    """For a multi-worker resume, what one process's BackupAndRestore would resume from: the
+    checkpoint's latest weights; if they cannot be read, the copy it kept of the epoch before
+    (double_checkpoint's .bkp files, put back in their place as Keras does); else nothing, and
+    a fresh start. Returns the state, the epochs it holds and what to tell the user."""
+    backup = folder / "backup"
+    try:
+        return saved_training_state(params, vocab_size, folder, steps), done, note
+    except (OSError, ValueError) as err:
+        problem = f"the weights in {backup} after epoch {done} cannot be read ({err})"
+    if (backup / "latest.weights.h5.bkp").is_file():
+        shutil.copyfile(backup / "latest.weights.h5.bkp", backup / "latest.weights.h5")
+        if (backup / "training_metadata.json.bkp").is_file():
+            shutil.copyfile(backup / "training_metadata.json.bkp", backup / "training_metadata.json")
+        else:
+            (backup / "training_metadata.json").unlink(missing_ok=True)
+        done, _ = prepare_checkpoint(folder, fingerprint)  # the copy's epochs; the logs cut to them
+        if done:
+            try:
+                return (saved_training_state(params, vocab_size, folder, steps), done,
+                        f"{problem}; resuming from the copy kept of epoch {done}")
+            except (OSError, ValueError) as err:
+                problem += f", nor can the copy kept of epoch {done} ({err})"
+    shutil.rmtree(folder)
+    prepare_checkpoint(folder, fingerprint)
+    return None, 0, f"starting fresh: {problem}"
+
+
 def keep_logged_epochs(live_dir: Path, done: int) -> None:
     """Drop the rows of DVCLive's per-epoch logs past the `done` epochs a checkpoint holds."""
     for log in (live_dir / "plots" / "metrics").rglob("*.tsv"):
@@ -656,12 +704,8 @@ def where_to_start(setup: Setup, params: dict, spec: dict, branch: str, role: Ro
     if role.chief:
         done, note = prepare_checkpoint(checkpoint, fingerprint)
         if done and role.count > 1:  # read before anything is shared, so that a failure cannot strand the others
-            try:
-                saved = saved_training_state(params, vocab_size, checkpoint, setup.steps)
-            except (OSError, ValueError) as err:
-                shutil.rmtree(checkpoint)
-                done, _ = prepare_checkpoint(checkpoint, fingerprint)
-                note = f"starting fresh: the weights in {checkpoint} cannot be read ({err})"
+            saved, done, note = readable_training_state(params, vocab_size, checkpoint, setup.steps, fingerprint,
+                                                        done, note)
         if note:
             print(note, file=sys.stderr)
         if done:

@@ -27,8 +27,8 @@ from lstm_textgen.errors import run_stage
 from lstm_textgen.files import atomic_dir, atomic_path, write_json, write_npz
 from lstm_textgen.params import read_params
 from lstm_textgen.training import (BASE_RECORD, CHECKPOINTS, LOSS_TABLE, check_base_model, check_recipe, fit,
-                                   headline, loss_table, role_of, schema, set_up, summary, targets_per_epoch,
-                                   waiting_for_the_others, where_to_start)
+                                   headline, loss_table, outcome_shared, role_of, schema, set_up, summary,
+                                   targets_per_epoch, waiting_for_the_others, where_to_start)
 from lstm_textgen.vocab import read_vocab
 
 
@@ -44,7 +44,6 @@ def main(branch: str = "char") -> None:
     # TensorFlow loads only now, once the inputs are known to be good.
     with waiting_for_the_others(role, params["worker_timeout"], spec["train_stage"]):
         setup = set_up(params, vocab, train, spec, branch, base)
-        from lstm_textgen.model import portable, sampler_weights
         worker = (f"worker {role.index} of {role.count} ({'the chief' if role.chief else 'writes nothing'}): "
                   if role.count > 1 else "")
         timed = " and ".join(f"{p} {v:,}" for p, v in setup.speeds.items())
@@ -54,12 +53,24 @@ def main(branch: str = "char") -> None:
               file=sys.stderr)
         done, so_far = where_to_start(setup, params, spec, branch, role, len(vocab["tokens"]))
     seconds = fit(setup, params, vocab, train, val, branch, role, done, so_far, base)
+    with outcome_shared(setup, role):  # every worker exits as the run ended, the chief's writing included
+        if role.chief:
+            scores = write_results(setup, params, spec, branch, vocab, done, seconds, role, base)
     if not role.chief:
         print(f"{worker}done; worker 0 wrote the model and the metrics", file=sys.stderr)
         return
+    best, unit = scores["best_val_loss"], vocab.get("unit", "char")
+    print(f"best validation loss {best:.4f} nats/{unit} ({best / math.log(2):.3f} bits, perplexity "
+          f"{math.exp(best):.1f}) at epoch {scores['best_epoch']} of {scores['epochs_run']}, {seconds:.0f}s on "
+          f"{setup.device}", file=sys.stderr)
 
-    # The log replaces metrics/train/<branch> only once training has finished: a killed run
-    # leaves nothing there that looks like a result.
+
+def write_results(setup, params, spec, branch, vocab, done, seconds, role, base) -> dict:
+    """The model, its NumPy weights and metrics/train/<branch>, from the finished training. The
+    log replaces metrics/train/<branch> only now: a killed run leaves nothing there that looks
+    like a result."""
+    from lstm_textgen.model import portable, sampler_weights
+
     checkpoint = CHECKPOINTS / branch
     scores = summary(setup, checkpoint / "live", params, spec["train_stage"], vocab, done, seconds, role, base)
     table = loss_table(checkpoint / "live")  # read before anything is written: a bad log leaves the old model
@@ -75,10 +86,7 @@ def main(branch: str = "char") -> None:
         if base:
             write_json(out / BASE_RECORD, base)
     shutil.rmtree(checkpoint)
-    best, unit = scores["best_val_loss"], vocab.get("unit", "char")
-    print(f"best validation loss {best:.4f} nats/{unit} ({best / math.log(2):.3f} bits, perplexity "
-          f"{math.exp(best):.1f}) at epoch {scores['best_epoch']} of {scores['epochs_run']}, {seconds:.0f}s on "
-          f"{setup.device}", file=sys.stderr)
+    return scores
 
 
 if __name__ == "__main__":

@@ -124,20 +124,7 @@ def test_two_workers_killed_and_restarted_train_one_model_as_one_process_would(m
     started again: the chief resumes and the result is one-process training's, every epoch's
     validation loss (those before the kill as those after) within TOLERANCE."""
     chief, other, alone = machines
-    procs = start_workers([chief, other])
-    backup = chief / "data/checkpoints/char/backup/training_metadata.json"
-    deadline = time.monotonic() + 240
-    while True:
-        assert all(p.poll() is None for p in procs) and time.monotonic() < deadline, "training ended before the kill"
-        try:
-            if json.loads(backup.read_text())["epoch"] >= 2:
-                break
-        except (OSError, ValueError, KeyError):  # not written yet, or caught mid-write
-            pass
-        time.sleep(0.05)
-    for proc in procs:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+    kill_after_epoch(start_workers([chief, other]), chief, 2)
     assert tracked_by_dvc(chief) == ["data/checkpoints/char"]
     assert tracked_by_dvc(other) == []  # not even a checkpoint: the chief's is the only one
 
@@ -149,6 +136,60 @@ def test_two_workers_killed_and_restarted_train_one_model_as_one_process_would(m
     metrics = same_training(chief, alone)
     assert (metrics["workers"], metrics["replicas"]) == (2, 2)
     assert 2 <= metrics["resumed_after_epoch"] < alone["epochs_run"]
+
+
+def kill_after_epoch(procs, chief, epoch):
+    """Kill the pair (SIGKILL, as a lost machine) once the chief has checkpointed `epoch` epochs."""
+    backup = chief / "data/checkpoints/char/backup/training_metadata.json"
+    deadline = time.monotonic() + 240
+    while True:
+        assert all(p.poll() is None for p in procs) and time.monotonic() < deadline, "training ended before the kill"
+        try:
+            if json.loads(backup.read_text())["epoch"] >= epoch:
+                break
+        except (OSError, ValueError, KeyError):  # not written yet, or caught mid-write
+            pass
+        time.sleep(0.05)
+    for proc in procs:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+
+def test_a_resume_whose_latest_weights_cannot_be_read_goes_on_from_the_copy_kept_of_the_epoch_before(machines):
+    """As one process's BackupAndRestore does (double_checkpoint): the chief finds its latest
+    weights truncated, puts back the .bkp copy of the epoch before, and the pair resumes from
+    there; the result is still one-process training's."""
+    chief, other, alone = machines
+    kill_after_epoch(start_workers([chief, other]), chief, 3)
+    backup = chief / "data/checkpoints/char/backup"
+    copy_of = json.loads((backup / "training_metadata.json.bkp").read_text())["epoch"]
+    latest = backup / "latest.weights.h5"
+    latest.write_bytes(latest.read_bytes()[:1000])  # a disk that filled up mid-write
+
+    logs = finish(start_workers([chief, other]))
+    assert f"resuming from the copy kept of epoch {copy_of}" in logs[0], logs[0]
+    metrics = same_training(chief, alone)
+    assert metrics["resumed_after_epoch"] == copy_of
+
+
+def test_when_the_chief_fails_while_saving_every_worker_exits_1(machines):
+    """The chief trains to the end, then cannot write its model (here data/models is a file, as
+    on a full or read-only disk): the other worker, already done, must not exit 0."""
+    chief, other, _ = machines
+    models = chief / "data/models"
+    kept = chief / "models-kept"
+    if models.exists():
+        models.rename(kept)
+    models.write_text("not a folder")
+    try:
+        logs = finish(start_workers([chief, other]), codes=(1, 1))
+    finally:
+        models.unlink()
+        if kept.exists():
+            kept.rename(models)
+        shutil.rmtree(chief / "data/checkpoints", ignore_errors=True)
+    assert "error: worker 0 (the chief) failed while writing the model and metrics" in logs[1], logs[1]
+    assert "done; worker 0 wrote the model" not in logs[1]
 
 
 def test_workers_whose_params_differ_from_the_chiefs_all_stop_saying_so(machines):
