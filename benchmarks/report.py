@@ -80,11 +80,11 @@ def seconds_to_first_text(page: Path) -> list[float]:
         driver.quit()
 
 
-def served_first_char(url: str, experiment: str) -> float:
+def served_first_char(url: str, run_id: str) -> float:
     """POST the generate box's request; seconds until the first character after the prompt."""
     import requests
     started = time.monotonic()
-    with requests.post(url + "generate", json={"run": experiment, "branch": "char", "prompt": "alice ",
+    with requests.post(url + "generate", json={"run": run_id, "branch": "char", "prompt": "alice ",
                                                "length": "50", "seed": "1"}, stream=True, timeout=60) as response:
         response.raise_for_status()
         seen = b""
@@ -92,10 +92,10 @@ def served_first_char(url: str, experiment: str) -> float:
             seen += chunk
             if len(seen) > len("alice "):
                 return time.monotonic() - started
-    raise SystemExit(f"{experiment}: the generate box sent nothing after the prompt")
+    raise SystemExit(f"{run_id}: the generate box sent nothing after the prompt")
 
 
-def serve_figures(project: Path, env: dict, experiments: list[str]) -> dict:
+def serve_figures(project: Path, env: dict, experiments: list[str], ids: dict) -> dict:
     proc = subprocess.Popen([sys.executable, "-m", "lstm_textgen", "report", "--serve", "--port", "0"], cwd=project,
                             env=env, stderr=subprocess.PIPE, text=True)
     try:
@@ -103,8 +103,8 @@ def serve_figures(project: Path, env: dict, experiments: list[str]) -> dict:
         url = re.search(r"http://127\.0\.0\.1:\d+/", line)
         if not url:
             sys.exit(f"report --serve did not start: {line}")
-        cold = [served_first_char(url[0], e) for e in experiments]
-        warm = [served_first_char(url[0], e) for e in experiments]
+        cold = [served_first_char(url[0], ids[e]) for e in experiments]
+        warm = [served_first_char(url[0], ids[e]) for e in experiments]
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -121,6 +121,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "metrics/benchmarks.json")
     parser.add_argument("--keep", action="store_true", help="keep the project and its experiments")
     parser.add_argument("--corpora", type=Path, default=CORPORA)
+    parser.add_argument("--project", type=Path, help="measure this project (one --keep left, say) instead of "
+                                                     "building one")
     args = parser.parse_args()
     with work_folder("lstm-textgen-report-", args.keep, "the project and its experiments") as work:
         mirror = work / "mirror"  # the book and the headlines by file name, as GUTENBERG_MIRROR serves them
@@ -128,12 +130,13 @@ def main() -> None:
         (mirror / "pg11.txt").symlink_to((args.corpora / "pg11.txt").resolve())
         (mirror / "headlines.csv").symlink_to((args.corpora / "nyt-headlines-avl1.csv").resolve())
         env = {**benchmark_env(), "GUTENBERG_MIRROR": str(mirror)}
-        project = build_project(work, env)
+        project = args.project.resolve() if args.project else build_project(work, env)
         builds = [measured(["lstm-textgen", "report", "-o", "report.html"], project, env,
                            work / f"report-{i}.log").seconds for i in range(5)]
         data = page_data((project / "report.html").read_text())
         opens = seconds_to_first_text(project / "report.html")
-        chars = serve_figures(project, env, [f"exp-{n:02d}" for n in (0, 12, 24, 36, 48)])
+        ids = {run["name"]: run["id"] for run in data["runs"]}
+        chars = serve_figures(project, env, [f"exp-{n:02d}" for n in (0, 12, 24, 36, 48)], ids)
 
     result = {"machine": machine(), "runs_on_the_page": len(data["runs"]),
               "page_kilobytes": round(len(json.dumps(data)) / 1e3), "targets_seconds": TARGETS,

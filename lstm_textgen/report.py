@@ -273,7 +273,8 @@ STYLE = """
 body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }
 h1 { font-size: 1.4em; } h2 { font-size: 1.15em; margin-top: 1.6em; }
 .hint, #made { color: #666; font-size: 0.9em; }
-.scroll { overflow-x: auto; }
+.scroll { overflow: auto; max-height: 21em; }  /* fifty runs still leave the texts in view */
+th { position: sticky; top: 0; background: white; }
 table { border-collapse: collapse; font-size: 0.9em; }
 th, td { border-bottom: 1px solid #ddd; padding: 0.3em 0.6em; text-align: left; white-space: nowrap; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }

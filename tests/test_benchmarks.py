@@ -425,7 +425,7 @@ def test_the_pipeline_figure_comes_from_the_preset_run_by_dvc_exp_run(tmp_path):
 
 @pytest.mark.parametrize("script, key", [("scale", "scale"), ("quality", "quality"), ("pretraining", "pretraining"),
                                          ("cpu_lstm_speed", "cpu_lstm"), ("alice_recipe", "alice_recipe"),
-                                         ("downloads", "downloads")])
+                                         ("downloads", "downloads"), ("report", "report")])
 def test_a_full_run_keeps_the_key_of_every_other_benchmark_script(script, key):
     """run.py rewrites metrics/benchmarks.json: the key each other script writes there is kept
     (cpu_lstm_speed.py's was dropped before)."""
