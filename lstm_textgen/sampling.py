@@ -23,7 +23,7 @@ import numpy as np
 
 from lstm_textgen.errors import UserError
 from lstm_textgen.cleaning import clean_headline, clean_text
-from lstm_textgen.text_measures import char_metrics, headline_metrics, words
+from lstm_textgen.text_measures import char_metrics, headline_metrics, words_of
 from lstm_textgen.vocab import decode_chars, encode_chars, encode_words
 
 # At batch 1 a step is a few small products, too small for NumPy: each NumPy call costs more than
@@ -552,7 +552,7 @@ def sample_chars(params, stepper, vocab, train, val, rng) -> tuple[str, dict, li
         where = f", offset {seed['offset']}" if "offset" in seed else ""
         out.append(f"=== sample {i} of {len(texts)} ===\nseed ({seed['source']}{where}):\n"
                    f"{decode_chars(seed['ids'], vocab)}\ngenerated:\n{generated}\n")
-    training_words = set(words(decode_chars(train["tokens"], vocab)))
+    training_words = words_of(train["tokens"], vocab)
     seeds = [{k: v for k, v in s.items() if k != "ids"} for s in seeds]
     return "\n".join(out), char_metrics(texts, training_words), seeds, sum(map(len, rows))
 

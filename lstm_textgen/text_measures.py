@@ -6,6 +6,7 @@ import re
 
 import numpy as np
 
+from lstm_textgen.vocab import decode_chars
 
 # The measures `dvc metrics show`, `dvc exp show` and the report list, under the branch's name:
 # how word-like (char) or original (headlines) the text is, and how varied.
@@ -19,6 +20,21 @@ def headline(measures: dict, branch: str) -> dict:
 
 def words(text: str) -> list[str]:
     return re.findall(r"[^\W\d_]+(?:'[^\W\d_]+)*", text.lower())
+
+
+def words_of(ids, vocab: dict, chunk: int = 1 << 20) -> set[str]:
+    """The distinct words of a text of character ids, decoded `chunk` ids at a time: decoding a
+    shelf's training text whole would hold all of it as one Python string. A chunk is read up to
+    its last whitespace (no word spans one), the rest carried into the next."""
+    known, carry = set(), ""
+    for start in range(0, len(ids), chunk):
+        text = carry + decode_chars(ids[start:start + chunk], vocab)
+        cut = max(text.rfind(space) for space in " \n\t\r") + 1
+        if start + chunk >= len(ids):
+            cut = len(text)
+        known.update(words(text[:cut]))
+        carry = text[cut:]
+    return known
 
 
 def ngrams(tokens: list, n: int) -> list[tuple]:

@@ -136,6 +136,16 @@ def test_encode_decode_round_trips_over_the_vocabulary(text, extra):
 
 
 @settings(max_examples=300, deadline=None)
+@given(text=st.text(alphabet="ab'’ \n\t1é_-", max_size=120), chunk=st.integers(1, 40))
+def test_the_words_of_a_text_read_a_chunk_at_a_time_are_those_of_the_whole(text, chunk):
+    """The sample stage's known words, decoded a chunk at a time so that a shelf's text is never
+    one Python string: the same set, wherever the chunks cut a word."""
+    from lstm_textgen.text_measures import words, words_of
+    vocab = vocabulary.build_char_vocab(text + "a")
+    assert words_of(vocabulary.encode_chars(text, vocab), vocab, chunk) == set(words(text))
+
+
+@settings(max_examples=300, deadline=None)
 @given(raw=st.text(max_size=80), switches=st.fixed_dictionaries(
     {k: st.booleans() for k in ("repair_encoding", "ascii_fold", "lowercase", "strip_punctuation")}))
 def test_headline_cleaning_never_crashes_and_rows_are_never_empty(raw, switches):
