@@ -164,15 +164,20 @@ def branch_record(run: dict, branch: str, files: GitFiles | None) -> dict | None
     that run never sampled the branch."""
     spec = branch_spec(branch)
     read = lambda path: read_at(files, run["commit"], str(path))  # noqa: E731
-    text = read(spec["sample"] / "samples.txt")
-    train = spec["live"]
-    if text is None and read(train / "metrics.json") is None:
+    text, trained = read(spec["sample"] / "samples.txt"), read(spec["live"] / "metrics.json")
+    if text is None and trained is None:
         return None
-    scores = scores_of(branch, load_json(read(train / "metrics.json")), load_json(read(spec["sample"] / "metrics.json")))
-    ran = load_json(read(train / "run.json")) or load_json(read(train / "metrics.json"))
+    trained = load_json(trained)
+    scores = scores_of(branch, trained, load_json(read(spec["sample"] / "metrics.json")))
+    ran = load_json(read(spec["live"] / "run.json")) or trained  # before run.json, metrics.json held it all
     sample_path = f"{spec['sample'].as_posix()}/samples.txt"
+
+    def from_git_or_dvc(path: str) -> bytes | None:  # a file git lacks at that commit is a DVC output
+        content = files.read(run["commit"], path)
+        return read_bytes(path, run["commit"]) if content is None else content
+
     try:
-        reader = None if run["commit"] is None else (lambda p: files.read(run["commit"], p) or not_in_git(p, run))
+        reader = None if run["commit"] is None else from_git_or_dvc
         audit = audit_file(sample_path, run["rev"], commit=run["commit"], read=reader) if text else None
     except UserError as err:
         audit = {"error": str(err)}
@@ -181,12 +186,7 @@ def branch_record(run: dict, branch: str, files: GitFiles | None) -> dict | None
             "samples": samples(branch, text, load_json(read(spec["sample"] / "provenance.json"))),
             "audit": audit, "audit_command": f"lstm-textgen audit {sample_path}"
                                              + (f" --rev {run['rev']}" if run["rev"] else "") + " --json",
-            "curves": loss_rows(read(train / "loss.tsv"))}
-
-
-def not_in_git(path: str, run: dict) -> bytes | None:
-    """A file git does not hold at the run's commit (a DVC output): through dvc.api, as audit reads it."""
-    return read_bytes(path, run["commit"])
+            "curves": loss_rows(read(spec["live"] / "loss.tsv"))}
 
 
 def params_of(run: dict, files: GitFiles | None) -> dict:
@@ -497,10 +497,10 @@ def serve(data: dict, host: str, port: int) -> None:
             form = request.get_json(silent=True) if request.is_json else None
             if not isinstance(form, dict):
                 raise UserError("send the settings as a JSON object (Content-Type: application/json)")
-            run, branch, prompt = checked_request(form, by_id)
+            run, branch, prompt, settings = checked_request(form, by_id)
             stop = threading.Event()
-            chunks = streamed(lambda on_token: generate_until(stop, prompt, model(run, branch), on_token,
-                                                              settings_of(form)), stop)
+            chunks = streamed(lambda on_token: generate_until(stop, prompt, model(run, branch), on_token, settings),
+                              stop)
             first = next(chunks)  # the prompt; or the one-line error, before any text is sent
         except UserError as err:
             return Response(f"error: {err}\n", status=400, mimetype="text/plain")
@@ -518,8 +518,9 @@ def serve(data: dict, host: str, port: int) -> None:
         pass
 
 
-def checked_request(form: dict, by_id: dict) -> tuple[dict, str, str | None]:
-    """The run, branch and prompt a generate request names, each checked as the CLI checks it."""
+def checked_request(form: dict, by_id: dict) -> tuple[dict, str, str | None, dict]:
+    """The run, branch, prompt and settings a generate request names, each checked as the CLI
+    checks it."""
     run, branch, prompt = form.get("run"), form.get("branch", "char"), form.get("prompt") or None
     if not isinstance(run, str) or run not in by_id:
         raise UserError(f"unknown run {run!r}; the runs are {', '.join(r['name'] for r in by_id.values())}")
@@ -533,7 +534,7 @@ def checked_request(form: dict, by_id: dict) -> tuple[dict, str, str | None]:
                    settings["seed"])
     if settings["length"] is not None and settings["length"] > MAX_LENGTH:
         raise UserError(f"--length {settings['length']} must be at most {MAX_LENGTH:,} here (the CLI takes more)")
-    return run, branch, prompt
+    return run, branch, prompt, settings
 
 
 def settings_of(form: dict) -> dict:
