@@ -73,7 +73,7 @@ from lstm_textgen.files import write_json
 from lstm_textgen.model import bfloat16_native
 from run import benchmark_env, copy_project, machine, measured, work_folder
 from lstm_textgen.vocab import build_char_vocab, encode_chars
-from lstm_textgen.windows import split_tail, window_starts
+from lstm_textgen.windows import split_tail, window_count
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -129,7 +129,7 @@ def scored_text(val: np.ndarray, lengths: list[int]) -> np.ndarray:
 def blocks(ids: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
     """Consecutive non-overlapping blocks of `length` ids, and each block's targets: the same
     span shifted by one, so every character after the first is predicted exactly once."""
-    starts = np.asarray(window_starts(len(ids), length, length))[:, None] + np.arange(length)
+    starts = np.arange(window_count(len(ids), length, length))[:, None] * length + np.arange(length)
     return ids[starts].astype(np.int32), ids[starts + 1].astype(np.int64)
 
 
@@ -227,9 +227,9 @@ def compiled(kind: str, s: dict, vocab_size: int, train_ids: np.ndarray, steps: 
     model.get_layer("logits").bias.assign(training.unigram_log_shares({"tokens": train_ids},
                                                                       {"tokens": [None] * vocab_size}))
     model.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    starts = np.asarray(window_starts(len(train_ids), context, 1))
-    starts = starts[:len(starts) // batch * batch]  # whole batches: a smaller one would be traced again
-    return model, lstm.window_dataset(train_ids, starts, context, batch, shuffle_seed=seed)
+    windows = window_count(len(train_ids), context, 1) // batch * batch  # whole batches: a smaller one is traced again
+    split = {"tokens": train_ids, "windows": windows, "step": 1, "seq_length": context}
+    return model, lstm.window_dataset(split, batch, shuffle_seed=seed)
 
 
 def speeds(corpus: Path, seconds: float) -> dict:

@@ -1,8 +1,9 @@
-"""Cost against corpus size: the data stages and one training epoch on corpora of 1x, 10x and
-100x Alice's size, side by side in one run, with each stage's wall time and peak memory.
+"""Cost against corpus size, 1x to 1,000x Alice's size, side by side in one run: each data
+stage's wall time and peak memory at every size, and train-lstm and the sample stage at 1x and
+1,000x, training for the same number of tokens at each so that its memory and speed compare.
 
-    python benchmarks/scale.py                                  # about 10 minutes on 2 cores
-    python benchmarks/scale.py --sizes 1 10 --data-sizes 100    # two minutes
+    python benchmarks/scale.py                                       # about 6 minutes on 2 cores
+    python benchmarks/scale.py --sizes 1 10 --train-sizes 1 10       # one minute
 
 Each corpus is made of the real books in LSTM_TEXTGEN_CORPORA (default ../shared/corpora), Alice
 first, then taken in turn, each added while it fits in the size (so a corpus is at most one
@@ -10,10 +11,14 @@ small book short of it), every copy a book of its own id. An HTTP server on 127.
 them as a mirror, so download-gutenberg fetches them as it would from Project Gutenberg, several
 at once. In a temporary folder per size, each stage runs as DVC runs it, `python
 stages/<stage>.py` from the folder, in a process of its own, measured by run.py's measured():
-wall and CPU seconds, peak resident memory. Training is train-lstm with epochs: 1 on a smaller
-model than the default (TRAIN_MODEL) so that 100x stays within minutes on a CPU; the default
-model is timed on 1x only, for its tokens per second. A 1000x corpus (--data-sizes) runs through
-the data stages only: at 100x their work is still small beside a process's start.
+wall and CPU seconds, peak resident memory.
+
+Training (--train-sizes) is train-lstm with max_tokens: TRAIN_TOKENS, the same at every size, on
+a smaller model than the default (TRAIN_MODEL) so that it takes a minute on a CPU, then the
+sample stage on what it saved. Every size keeps WINDOW's val_fraction, a small one, so that
+scoring the held-out text (which grows with the corpus; 10% of 1,000x is 15 million characters)
+does not hide the training speed in the tokens per second train-lstm reports. The default model
+is timed for one epoch on the smallest size, for its tokens per second.
 
 Writes the "scale" key of metrics/benchmarks.json (keeping the others) and prints the table.
 """
@@ -42,6 +47,8 @@ CORPORA = Path(os.environ.get("LSTM_TEXTGEN_CORPORA", ROOT.parent / "shared" / "
 BOOKS = ["pg11.txt", "pg1342.txt", "pg1513.txt", "pg1228.txt", "pg11-legacy.txt"]  # Alice first: 1x is Alice
 DATA_STAGES = ["download-gutenberg", "strip-boilerplate", "encode-vocab", "window"]
 TRAIN_MODEL = {"layers": 1, "units": 128, "embedding_dim": 32, "batch_size": 128}
+TRAIN_TOKENS = 4_000_000  # at every size: 15 epochs of 1x, 3% of one of 1,000x
+WINDOW = {"val_fraction": 0.002}  # 300 held-out characters at 1x, 300,000 at 1,000x
 MIB = 2 ** 20
 
 
@@ -109,19 +116,20 @@ def run_data_stages(folder: Path, books: list[Path], env: dict, **sections) -> d
     data = folder / "data"
     results["bytes"] = {"raw": raw_bytes, "clean": (data / "clean/corpus.txt").stat().st_size,
                         "ids": (data / "vocab/ids.npy").stat().st_size,
-                        "windows": sum(p.stat().st_size for p in (data / "windows").glob("*.npz"))}
+                        "windows": sum(p.stat().st_size for p in (data / "windows").glob("*.npy"))}
     results["tokens"] = json.loads((folder / "metrics/vocab.json").read_text())["tokens"]
     return results
 
 
-def run_training(folder: Path, env: dict, model: dict) -> dict:
-    """train-lstm with epochs: 1 and `model`'s params, in a folder where the data stages ran:
-    the process's seconds and peak memory, and the epoch's own seconds and tokens per second
-    (from its run.json: model.fit alone, the validation pass included, TensorFlow's start not)."""
-    set_params(folder, **{"train-lstm": {**model, "epochs": 1}})
+def run_training(folder: Path, env: dict, model: dict, **budget) -> dict:
+    """train-lstm with `model`'s params and `budget` (epochs or max_tokens), in a folder where the
+    data stages ran: the process's seconds and peak memory, and fit's own seconds and tokens per
+    second (from its run.json: model.fit alone, the validation passes included, TensorFlow's start not)."""
+    set_params(folder, **{"train-lstm": {**model, "patience": 0, **budget}})
     result = run_stage(folder, "train-lstm", env, "char")
     metrics = json.loads((folder / "metrics/train/char/run.json").read_text())
-    return result | {"epoch_seconds": metrics["train_seconds"], "tokens_per_second": metrics["tokens_per_second"]}
+    return result | {"fit_seconds": metrics["train_seconds"], "tokens_trained": metrics["tokens_trained"],
+                     "tokens_per_second": metrics["tokens_per_second"]}
 
 
 def model_name(model: dict) -> str:
@@ -129,43 +137,37 @@ def model_name(model: dict) -> str:
             f"batch {model['batch_size']}")
 
 
-def measure(work: Path, multiples: list[int], data_only: list[int], corpora: Path, with_default_model: bool) -> dict:
-    """Every size of `multiples` (data stages and training) and of `data_only` (data stages only)."""
-    sizes = {name: (corpora / name).stat().st_size for name in BOOKS}
-    alice = sizes[BOOKS[0]]
+def measure(work: Path, sizes: list[int], train_sizes: list[int], corpora: Path, with_default_model: bool) -> dict:
+    """The data stages at every size of `sizes`; train-lstm and the sample stage at `train_sizes` too."""
+    books_bytes = {name: (corpora / name).stat().st_size for name in BOOKS}
+    alice = books_bytes[BOOKS[0]]
     env, runs = stage_env(), {}
-    for multiple in sorted({*multiples, *data_only}):
-        books = corpus_books(multiple * alice, sizes)
+    for multiple in sorted({*sizes, *train_sizes}):
+        books = corpus_books(multiple * alice, books_bytes)
         label = f"{multiple}x"
         print(f"scale benchmark: {label} Alice, {len(books)} book(s)…", file=sys.stderr)
         folder = work / label
         folder.mkdir()
-        run = run_data_stages(folder, [corpora / b for b in books], env)
-        if multiple in multiples:
-            run["train-lstm"] = run_training(folder, env, TRAIN_MODEL)
-        else:  # its files are large: gone as soon as measured
+        run = run_data_stages(folder, [corpora / b for b in books], env, window=WINDOW)
+        if multiple in train_sizes:
+            run["train-lstm"] = run_training(folder, env, TRAIN_MODEL, epochs=10 ** 6, max_tokens=TRAIN_TOKENS)
+            run["sample"] = run_stage(folder, "sample", env, "char")
+        if multiple != min(sizes):  # its files are large: gone as soon as measured (the default model trains on 1x)
             shutil.rmtree(folder)
         runs[label] = run | {"books": len(books), "multiple": round(run["bytes"]["raw"] / alice, 2)}
     result = {"machine": machine(), "download_pool": POOL_SIZE, "train_model": model_name(TRAIN_MODEL),
-              "alice_bytes": alice, "runs": runs}
+              "train_tokens": TRAIN_TOKENS, "window": WINDOW, "alice_bytes": alice, "runs": runs}
     if with_default_model:
-        first = f"{min(multiples)}x"
+        first = f"{min(sizes)}x"
         print(f"scale benchmark: the default model, one epoch on {first}…", file=sys.stderr)
         default = {k: v for k, v in default_train_params().items() if k in TRAIN_MODEL}
         result["default_model"] = {"model": model_name(default), "corpus": first,
-                                   **run_training(work / first, env, default)}
+                                   **run_training(work / first, env, default, epochs=1, max_tokens=None)}
     return result
 
 
 def default_train_params() -> dict:
     return yaml.safe_load((ROOT / "params.yaml").read_text())["train-lstm"]
-
-
-EPOCH = "  its epoch"  # train-lstm's epoch alone, as a row of the table
-
-
-def seconds(run: dict, stage: str) -> float:
-    return run["train-lstm"]["epoch_seconds"] if stage == EPOCH else run[stage]["seconds"]
 
 
 def report(result: dict) -> str:
@@ -176,43 +178,47 @@ def report(result: dict) -> str:
              f"downloads from 127.0.0.1, {result['download_pool']} at once",
              "corpora: " + "; ".join(f"{r['multiple']}x Alice = {r['books']} book{'s' * (r['books'] > 1)}, "
                                      f"{r['bytes']['raw'] / MIB:.2f} MiB, {r['tokens']:,} tokens" for r in runs),
-             f"training: one epoch of {result['train_model']} (smaller than the default, so that 100x takes "
-             "minutes); 'its epoch' is model.fit alone, as train-lstm's metrics time it",
+             f"training: {result['train_tokens']:,} tokens at each size, {result['train_model']} (smaller than the "
+             f"default, so that it takes a minute); window.val_fraction {result['window']['val_fraction']}",
              "x 1x: over the smallest size's (each process also spends a fixed ~0.2 s starting Python, ~4 s more "
              "for TensorFlow); cpu: user + system seconds, which other jobs on the machine hardly change",
              "",
              f"{'stage':<20}{'size':>8}{'corpus MiB':>12}{'seconds':>9}{'x 1x':>7}{'cpu s':>9}{'x 1x':>7}"
              f"{'peak MiB':>10}{'peak - 1x':>11}"]
-    for stage in [*DATA_STAGES, "train-lstm", EPOCH]:
+    for stage in [*DATA_STAGES, "train-lstm", "sample"]:
         rows = runs if stage in DATA_STAGES else trained
         for r in rows:
-            line = (f"{stage if r is rows[0] else '':<20}{r['multiple']:>7}x{r['bytes']['raw'] / MIB:>12.2f}"
-                    f"{seconds(r, stage):>9.2f}{seconds(r, stage) / seconds(rows[0], stage):>7.1f}")
-            if stage in r:
-                cost, first = r[stage], rows[0][stage]
-                line += (f"{cost['cpu_seconds']:>9.2f}{cost['cpu_seconds'] / first['cpu_seconds']:>7.1f}"
+            cost, first = r[stage], rows[0][stage]
+            lines.append(f"{stage if r is rows[0] else '':<20}{r['multiple']:>7}x{r['bytes']['raw'] / MIB:>12.2f}"
+                         f"{cost['seconds']:>9.2f}{cost['seconds'] / first['seconds']:>7.1f}"
+                         f"{cost['cpu_seconds']:>9.2f}{cost['cpu_seconds'] / first['cpu_seconds']:>7.1f}"
                          f"{cost['peak_mib']:>10.1f}{cost['peak_mib'] - first['peak_mib']:>+11.1f}")
-            lines.append(line)
     lines += ["", "disk per raw byte at the largest size: " + ", ".join(
                   f"{k} {v / last['bytes']['raw']:.2f}" for k, v in last["bytes"].items()),
               "download throughput from 127.0.0.1: " + ", ".join(
                   f"{r['bytes']['raw'] / MIB / r['download-gutenberg']['seconds']:.0f} MiB/s at {r['multiple']}x"
-                  for r in runs),
-              f"training throughput, {result['train_model']}: " + ", ".join(
-                  f"{r['train-lstm']['tokens_per_second']:,} tokens/s at {r['multiple']}x" for r in trained)]
+                  for r in runs)]
+    if trained:
+        speed = [r["train-lstm"]["tokens_per_second"] for r in trained]
+        lines.append(f"training throughput, {result['train_model']}: " + ", ".join(
+            f"{s:,} tokens/s at {r['multiple']}x" for s, r in zip(speed, trained))
+            + f"; the largest size at {speed[-1] / speed[0]:.3f}x the smallest's")
+        growth = {stage: trained[-1][stage]["peak_mib"] - trained[0][stage]["peak_mib"] for stage in ("train-lstm", "sample")}
+        lines.append(f"peak memory from {trained[0]['multiple']}x to {trained[-1]['multiple']}x: "
+                     + ", ".join(f"{stage} {g:+.1f} MiB" for stage, g in growth.items()))
     if default := result.get("default_model"):
         lines.append(f"default model ({default['model']}), one epoch at {default['corpus']}: "
-                     f"{default['tokens_per_second']:,} tokens/s, {default['epoch_seconds']} s, "
+                     f"{default['tokens_per_second']:,} tokens/s, {default['fit_seconds']} s, "
                      f"peak {default['peak_mib']:.0f} MiB")
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[1, 10, 100],
-                        help="multiples of Alice for the data stages and training (default 1 10 100)")
-    parser.add_argument("--data-sizes", type=int, nargs="*", default=[1000],
-                        help="multiples of Alice for the data stages only (default 1000: their cost beside start-up)")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1, 10, 100, 1000],
+                        help="multiples of Alice for the data stages (default 1 10 100 1000)")
+    parser.add_argument("--train-sizes", type=int, nargs="*", default=[1, 1000],
+                        help="multiples of Alice for train-lstm and the sample stage too (default 1 1000)")
     parser.add_argument("--no-default-model", action="store_true",
                         help="skip timing the default model on the smallest size")
     parser.add_argument("--out", type=Path, default=ROOT / "metrics/benchmarks.json")
@@ -222,7 +228,7 @@ def main() -> None:
         sys.exit(f"{CORPORA} does not hold {', '.join(BOOKS)}: set LSTM_TEXTGEN_CORPORA to a folder that does")
 
     with work_folder("lstm-textgen-scale-", args.keep, "the logs and the data") as work:
-        result = measure(work, args.sizes, args.data_sizes, CORPORA, not args.no_default_model)
+        result = measure(work, args.sizes, args.train_sizes, CORPORA, not args.no_default_model)
     results = json.loads(args.out.read_text()) if args.out.exists() else {}
     write_json(args.out, results | {"scale": result})
     print(report(result))

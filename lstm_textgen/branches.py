@@ -3,15 +3,18 @@ and vocabulary come from its own upstream stages; its stages, model and metrics 
 
 from __future__ import annotations
 
+import json
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from lstm_textgen.errors import UserError
+from lstm_textgen.files import MappedVector
+from lstm_textgen.windows import LAYOUT, window_count
 
 BRANCHES = {
-    "char": {"train": "data/windows/train.npz", "val": "data/windows/val.npz", "vocab": "data/vocab/chars.json",
+    "char": {"train": "data/windows/train.npy", "val": "data/windows/val.npy", "vocab": "data/vocab/chars.json",
              "upstream": "window", "train_stage": "train-lstm", "sample_stage": "sample"},
     "headlines": {"train": "data/headlines/train.npz", "val": "data/headlines/val.npz",
                   "vocab": "data/headlines/vocab.json", "upstream": "tokenize-headlines",
@@ -33,20 +36,33 @@ def branch_spec(branch: str) -> dict:
 
 def load_split(path, vocab: dict, upstream: str) -> dict:
     """One split of a branch's training data, in either of its two forms: `tokens` (the text
-    once) with window `starts` and `seq_length` (char), or one padded row per example (headlines)."""
+    once, a MappedVector: read a piece or a batch at a time) with the window layout `seq_length`,
+    `step` and `windows` (char), or one padded row per example, in memory (headlines)."""
+    path = Path(path)
+    redo = f"run `dvc checkout {path.parent if path.suffix == '.npy' else path}` or `dvc repro -f {upstream}`"
     try:
-        with np.load(path) as f:
-            data = {key: f[key] for key in f.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:  # truncated or edited
-        raise UserError(f"cannot read {path} ({err}); run `dvc checkout {path}` or `dvc repro -f {upstream}`")
+        if path.suffix == ".npy":
+            layout = json.loads((path.parent / LAYOUT).read_text(encoding="utf-8"))
+            data = {"tokens": MappedVector.open(path), "seq_length": int(layout["seq_length"]),
+                    "step": int(layout[path.stem]["step"]), "windows": int(layout[path.stem]["windows"])}
+        else:
+            with np.load(path) as f:
+                data = {key: f[key] for key in f.files}
+    except (OSError, ValueError, EOFError, KeyError, TypeError, zipfile.BadZipFile) as err:  # truncated or edited
+        raise UserError(f"cannot read {path} ({err}); {redo}")
     ids = data.get("rows", data.get("tokens"))
-    if ids is None or not ids.size:
+    if ids is None or not len(ids):
         raise UserError(f"{path} holds no token ids; run `dvc repro -f {upstream}`")
-    if int(ids.max()) >= len(vocab["tokens"]):
+    if largest(ids) >= len(vocab["tokens"]):
         raise UserError(f"{path} holds token ids beyond the vocabulary's {len(vocab['tokens'])} tokens: it was "
                         f"made from another vocabulary; run `dvc repro -f {upstream}`")
-    if "starts" in data:
-        data["seq_length"] = int(data["seq_length"])
-        if not len(data["starts"]) or data["starts"].max() + data["seq_length"] >= ids.size:
-            raise UserError(f"{path} has no windows, or windows past its text; run `dvc repro -f {upstream}`")
+    if "tokens" in data and not 0 < data["windows"] == window_count(len(ids), data["seq_length"], data["step"]):
+        raise UserError(f"{path} has no windows, or its {LAYOUT} describes another text; {redo}")
     return data
+
+
+def largest(ids) -> int:
+    """The largest id, of an ndarray or (a megabyte at a time) a MappedVector."""
+    if isinstance(ids, MappedVector):
+        return max(int(piece.max()) for piece in ids.pieces(1 << 20))
+    return int(ids.max())

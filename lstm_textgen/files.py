@@ -3,7 +3,8 @@ in the same directory and renamed into place only once it is whole.
 
 Large inputs and outputs are read and written in pieces of CHUNK bytes of text or token ids, so
 a stage's memory does not grow with the corpus: text through `text_pieces`, arrays through
-`MappedVector` (reading a .npy) and `write_npy`, `write_npz` (writing)."""
+`MappedVector` (reading a .npy: in pieces, or the windows of a batch) and `write_npy`, `write_npz`
+(writing)."""
 
 from __future__ import annotations
 
@@ -137,10 +138,26 @@ class MappedVector:
             raise TypeError("a MappedVector takes slices with step 1 only")
         return MappedVector(self.path, self.dtype, self.offset, picked.start, picked.stop)
 
+    def _mapped(self, first: int, count: int) -> np.memmap:
+        return np.memmap(self.path, self.dtype, mode="r", offset=self.offset + first * self.dtype.itemsize,
+                         shape=(count,))
+
     def pieces(self, size: int = CHUNK) -> Iterator[np.ndarray]:
         for first in range(self.start, self.stop, size):
-            yield np.memmap(self.path, self.dtype, mode="r", offset=self.offset + first * self.dtype.itemsize,
-                            shape=(min(size, self.stop - first),))
+            yield self._mapped(first, min(size, self.stop - first))
+
+    def read(self) -> np.ndarray:
+        """The slice's items, copied out of the map (for a short slice: this reads it all)."""
+        return np.array(self._mapped(self.start, len(self))) if len(self) else np.empty(0, self.dtype)
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:  # np.asarray(a slice) reads it
+        return self.read() if dtype is None else self.read().astype(dtype)
+
+    def gather(self, starts: np.ndarray, length: int) -> np.ndarray:
+        """The spans [s, s + length) for each s of `starts`, as rows, from a map of the file made
+        for this call alone: unmapped on return, the pages it read leave the process' memory."""
+        offsets = np.asarray(starts, dtype=np.int64)[:, None] + np.arange(length)
+        return np.asarray(self._mapped(self.start, len(self))[offsets])
 
 
 class Pieces(NamedTuple):

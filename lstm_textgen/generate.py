@@ -30,12 +30,14 @@ import numpy as np
 
 from lstm_textgen.branches import branch_spec
 from lstm_textgen.errors import UserError
+from lstm_textgen.files import MappedVector
 from lstm_textgen.sampling import (Stepper, banned_ids, check_model_matches, compiled, encode_prompt,
                                    generate as sample_rows, validation_seeds)
 from lstm_textgen.vocab import decode_chars
 
 DEFAULT_LENGTH = {"char": 500, "headlines": 20}  # characters; words, if the headline has not ended
 DEFAULT_TEMPERATURE = 0.8
+OLD_CHAR_VAL = "data/windows/val.npz"  # where commits before data/windows/ held its validation text
 
 
 class Model:
@@ -72,10 +74,27 @@ class Model:
             raise UserError(f"no {what} {path}{self._where() or ' in the workspace'}; {fix}")
         return content
 
-    def validation_tokens(self) -> np.ndarray:
+    def validation_tokens(self):
+        """The validation text (char: an ndarray, or the workspace's mapped from its file, of which
+        only the seed windows are read) or its rows (headlines)."""
         if self._val is None:
-            with np.load(io.BytesIO(self._read(self.spec["val"])), allow_pickle=False) as f:
-                self._val = f["tokens"] if "tokens" in f.files else f["rows"]
+            path, elsewhere = self.spec["val"], bool(self.rev or self.repo)
+            if path.suffix == ".npy" and not elsewhere and path.is_file():
+                self._val = MappedVector.open(path)
+                return self._val
+            from lstm_textgen.audit import read_bytes
+            at = self.commit or self.rev
+            content = read_bytes(str(path), at, self.repo) if elsewhere else None
+            if content is None and elsewhere and self.branch == "char":  # a commit from before data/windows/
+                content = read_bytes(OLD_CHAR_VAL, at, self.repo)
+            if content is None:
+                content = self._read(path)  # which says it is missing, and what to do
+            loaded = np.load(io.BytesIO(content), allow_pickle=False)
+            if isinstance(loaded, np.ndarray):
+                self._val = loaded
+            else:
+                with loaded as f:
+                    self._val = f["tokens"] if "tokens" in f.files else f["rows"]
         return self._val
 
     def provenance(self) -> dict:

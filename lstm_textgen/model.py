@@ -96,6 +96,8 @@ import numpy as np  # noqa: E402
 
 from lstm_textgen.cpu_lstm import CpuLSTM  # noqa: E402
 from lstm_textgen.errors import UserError  # noqa: E402
+from lstm_textgen.files import MappedVector  # noqa: E402
+from lstm_textgen.windows import shuffled_windows  # noqa: E402
 
 
 def build_model(vocab_size: int, embedding_dim: int, units: int, layers: int, dropout: float,
@@ -378,19 +380,35 @@ def epoch_batches(items: np.ndarray, batch_size: int, shuffle_seed: int | None =
     return tf.data.Dataset.counter(first_epoch).flat_map(epoch)
 
 
-def window_dataset(tokens: np.ndarray, starts: np.ndarray, seq_length: int, batch_size: int,
-                   shuffle_seed: int | None = None, first_epoch: int = 0) -> tf.data.Dataset:
-    """Batches of (inputs, targets) gathered from one copy of the text on the fly: a window is
-    tokens[s : s+seq_length] and its targets the same span shifted by one. Epochs as epoch_batches."""
-    text = tf.constant(np.asarray(tokens))  # in its stored dtype (uint8 for a small vocabulary): a quarter of int32
-    offsets = tf.range(seq_length + 1, dtype=tf.int64)
+def window_dataset(split: dict, batch_size: int, shuffle_seed: int | None = None,
+                   first_epoch: int = 0) -> tf.data.Dataset:
+    """Batches of (inputs, targets) gathered batch by batch from the split's memory-mapped text
+    (`tokens`, a MappedVector; window i starts at i * `step`): a window is tokens[s : s+seq_length]
+    and its targets the same span shifted by one. Nothing as long as the text is ever held, so
+    training's memory is the same for a book and a shelf. Without a seed: one pass, in order.
+    With one: an endless run of epochs from `first_epoch` on, epoch e in the order
+    shuffled_windows draws from (shuffle_seed, e) alone. Fit it with
+    steps_per_epoch = ceil(windows / batch_size)."""
+    tokens, n, step, length = split["tokens"], split["windows"], split["step"], split["seq_length"] + 1
+    if isinstance(tokens, MappedVector):
+        spans = tokens.gather
+    else:  # a text in memory (the benchmarks' own splits)
+        spans = lambda starts, count: np.asarray(tokens)[starts[:, None] + np.arange(count)]  # noqa: E731
 
-    def gather(batch_starts):
-        windows = tf.cast(tf.gather(text, batch_starts[:, None] + offsets), tf.int32)
-        return windows[:, :-1], windows[:, 1:]
+    def gather(epoch, positions):  # in NumPy: the map is read where the batch's windows are
+        picked = positions if shuffle_seed is None else shuffled_windows(positions, n, shuffle_seed, int(epoch))
+        return spans(picked * step, length)
 
-    ds = epoch_batches(starts.astype(np.int64), batch_size, shuffle_seed, first_epoch)
-    return ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    def windows(epoch, positions):
+        rows = tf.numpy_function(gather, [epoch, positions], tf.as_dtype(tokens.dtype), stateful=False)
+        rows = tf.cast(tf.ensure_shape(rows, [None, length]), tf.int32)  # stored a byte a char: widened per batch
+        return rows[:, :-1], rows[:, 1:]
+
+    def epoch(e):  # the batch op stays visible to tf.distribute, which splits batches between replicas
+        return tf.data.Dataset.range(n).batch(batch_size).map(lambda positions: (e, positions))
+
+    ds = epoch(tf.constant(0, tf.int64)) if shuffle_seed is None else tf.data.Dataset.counter(first_epoch).flat_map(epoch)
+    return ds.map(windows, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
 def rows_dataset(rows: np.ndarray, pad_id: int, batch_size: int, shuffle_seed: int | None = None,
@@ -410,7 +428,7 @@ def split_dataset(split: dict, vocab: dict, batch_size: int, shuffle_seed: int |
     """The dataset for one split in either form load_split returns."""
     if "rows" in split:
         return rows_dataset(split["rows"], vocab["tokens"].index(vocab["pad"]), batch_size, shuffle_seed, first_epoch)
-    return window_dataset(split["tokens"], split["starts"], split["seq_length"], batch_size, shuffle_seed, first_epoch)
+    return window_dataset(split, batch_size, shuffle_seed, first_epoch)
 
 
 def load_model(path, train_stage: str = "train-lstm", fix: str | None = None) -> keras.Model:

@@ -23,7 +23,7 @@ import numpy as np
 
 from lstm_textgen.errors import UserError
 from lstm_textgen.cleaning import clean_headline, clean_text
-from lstm_textgen.text_measures import char_metrics, headline_metrics, words_of
+from lstm_textgen.text_measures import char_metrics, headline_metrics, known_words, words
 from lstm_textgen.vocab import decode_chars, encode_chars, encode_words
 
 # At batch 1 a step is a few small products, too small for NumPy: each NumPy call costs more than
@@ -491,7 +491,7 @@ def validation_seeds(tokens: np.ndarray, seed_length: int, count: int, rng) -> l
     sample starts from when none is given."""
     length = min(seed_length, len(tokens))
     offsets = rng.integers(0, len(tokens) - length + 1, size=count)
-    return [(int(o), tokens[o:o + length]) for o in offsets]
+    return [(int(o), np.asarray(tokens[o:o + length])) for o in offsets]  # an ndarray's slice, or a map's
 
 
 def describe_cleaning(cleaning: dict) -> str:
@@ -552,7 +552,7 @@ def sample_chars(params, stepper, vocab, train, val, rng) -> tuple[str, dict, li
         where = f", offset {seed['offset']}" if "offset" in seed else ""
         out.append(f"=== sample {i} of {len(texts)} ===\nseed ({seed['source']}{where}):\n"
                    f"{decode_chars(seed['ids'], vocab)}\ngenerated:\n{generated}\n")
-    training_words = words_of(train["tokens"], vocab)
+    training_words = known_words(train["tokens"].pieces(1 << 17), vocab, {w for t in texts for w in words(t)})
     seeds = [{k: v for k, v in s.items() if k != "ids"} for s in seeds]
     return "\n".join(out), char_metrics(texts, training_words), seeds, sum(map(len, rows))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Iterable
 
 import numpy as np
 
@@ -22,19 +23,18 @@ def words(text: str) -> list[str]:
     return re.findall(r"[^\W\d_]+(?:'[^\W\d_]+)*", text.lower())
 
 
-def words_of(ids, vocab: dict, chunk: int = 1 << 20) -> set[str]:
-    """The distinct words of a text of character ids, decoded `chunk` ids at a time: decoding a
-    shelf's training text whole would hold all of it as one Python string. A chunk is read up to
-    its last whitespace (no word spans one), the rest carried into the next."""
-    known, carry = set(), ""
-    for start in range(0, len(ids), chunk):
-        text = carry + decode_chars(ids[start:start + chunk], vocab)
+def known_words(pieces: Iterable[np.ndarray], vocab: dict, wanted: set[str]) -> set[str]:
+    """Which of the `wanted` words occur in a text of character ids, given as pieces (of any
+    size): a piece is decoded up to its last whitespace (no word spans two), the rest carried
+    into the next. Memory stays flat: neither the text nor its own words are ever held whole,
+    only the wanted words found so far."""
+    found, carry = set(), ""
+    for piece in pieces:
+        text = carry + decode_chars(piece, vocab)
         cut = max(text.rfind(space) for space in " \n\t\r") + 1
-        if start + chunk >= len(ids):
-            cut = len(text)
-        known.update(words(text[:cut]))
+        found.update(wanted.intersection(words(text[:cut])))
         carry = text[cut:]
-    return known
+    return found | wanted.intersection(words(carry))
 
 
 def ngrams(tokens: list, n: int) -> list[tuple]:

@@ -41,7 +41,7 @@ from typing import NamedTuple
 import numpy as np
 
 from lstm_textgen.errors import UserError
-from lstm_textgen.files import sha256_file, write_json, write_npz, write_text
+from lstm_textgen.files import MappedVector, sha256_file, write_json, write_npz, write_text
 from lstm_textgen.params import (base_file, boolean, fraction, integer, non_negative_int, one_of, optional,
                                  positive_int, positive_number, share)
 
@@ -475,11 +475,11 @@ def targets_per_epoch(split: dict, vocab: dict) -> int:
     """How many tokens one epoch over this split predicts (padding excluded)."""
     if "rows" in split:
         return int(np.count_nonzero(split["rows"][:, 1:] != vocab["tokens"].index(vocab["pad"])))
-    return len(split["starts"]) * int(split["seq_length"])
+    return split["windows"] * split["seq_length"]
 
 
 def plan(params: dict, train: dict, vocab: dict) -> Plan:
-    examples = len(train["rows"] if "rows" in train else train["starts"])
+    examples = len(train["rows"]) if "rows" in train else train["windows"]
     steps = math.ceil(examples / params["batch_size"])
     per_step = targets_per_epoch(train, vocab) / steps
     budget = math.ceil(params["max_tokens"] / per_step) if params["max_tokens"] else None
@@ -490,12 +490,15 @@ def unigram_log_shares(train: dict, vocab: dict) -> np.ndarray:
     """The log of each token's share of the training targets, counting one more of each (no log
     of 0): as the logits' bias, a model that starts out predicting the text's token frequencies
     instead of a uniform guess, which early steps otherwise spend learning."""
+    size = len(vocab["tokens"])
     if "rows" in train:
         targets = train["rows"][:, 1:]
-        targets = targets[targets != vocab["tokens"].index(vocab["pad"])]
-    else:
-        targets = train["tokens"]
-    counts = np.bincount(np.asarray(targets, dtype=np.int64), minlength=len(vocab["tokens"])) + 1
+        counts = np.bincount(targets[targets != vocab["tokens"].index(vocab["pad"])], minlength=size)
+    else:  # the mapped text a megabyte at a time (or a text in memory: the benchmarks' own)
+        text = train["tokens"]
+        counts = sum(np.bincount(piece, minlength=size)
+                     for piece in (text.pieces(1 << 20) if isinstance(text, MappedVector) else [text]))
+    counts = counts + 1
     return np.log(counts / counts.sum()).astype(np.float32)
 
 

@@ -79,8 +79,13 @@ def encode_chars(text: str, vocab: dict, source: str = "text") -> np.ndarray:
 
 
 def decode_chars(ids, vocab: dict) -> str:
+    """The text of character ids: one table lookup for all of them (a million ids in a few
+    milliseconds, where a Python loop takes a second)."""
     tokens = vocab["tokens"]
-    return "".join(tokens[i] for i in ids)
+    if not all(len(t) == 1 for t in tokens):  # a vocabulary saved with longer tokens: one at a time
+        return "".join(tokens[i] for i in ids)
+    points = np.array([ord(t) for t in tokens], dtype="<u4")
+    return points[np.asarray(ids, dtype=np.intp)].tobytes().decode("utf-32-le", "surrogatepass")
 
 
 def encode_words(words: list[str], vocab: dict) -> list[int]:

@@ -2,9 +2,16 @@
 
     python stages/download_gutenberg.py      # run by `dvc repro download-gutenberg`
 
-Params: the `download-gutenberg` section of params.yaml (book_ids, texts, mirrors).
+Params: the `download-gutenberg` section of params.yaml (book_ids, catalog, texts, mirrors).
 Writes:  data/raw/pg<id>.txt per book, data/raw/text-<hash>-<name> per text, and
-         data/raw/manifest.json (each one's source, bytes and sha256, in the params' order).
+         data/raw/manifest.json (each one's source, bytes and sha256, in the params' order: the
+         books of book_ids, then those the catalogue chose, then the texts).
+
+`catalog` chooses books from Project Gutenberg's catalogue, pg_catalog.csv (lstm_textgen/catalog.py
+says how), fetched from its url, or GUTENBERG_MIRROR's directory first, at each run. The manifest
+records the books it chose, so dvc.lock pins them; the catalogue itself is not kept. To see
+whether a newer catalogue chooses other books: `dvc repro -f download-gutenberg`, then `dvc repro`
+(the stages after it rerun only if data/raw changed).
 
 Books and texts download several at once into data/checkpoints/download-gutenberg/; data/raw/
 is replaced only once every one has arrived, so after a failure the next run fetches only what
@@ -17,7 +24,8 @@ import shutil
 import sys
 from pathlib import Path
 
-from lstm_textgen.download import Download, fetch_many, mirror_hint, with_mirror
+from lstm_textgen.catalog import CATALOG_FILE, CATALOG_URL, check_catalog, chosen_books, read_catalog
+from lstm_textgen.download import Download, fetch, fetch_many, mirror_hint, with_mirror
 from lstm_textgen.errors import UserError, run_stage
 from lstm_textgen.files import atomic_dir, sha256_file, write_json
 from lstm_textgen.params import list_of, non_empty_string, positive_int, read_params
@@ -28,18 +36,20 @@ OUT_DIR = Path("data/raw")
 ARRIVED = Path("data/checkpoints/download-gutenberg")  # books of a run that has not finished yet
 
 
-PARAMS = {"book_ids": list_of(positive_int, non_empty=False), "texts": list_of(text_source, non_empty=False),
-          "mirrors": list_of(non_empty_string)}
+PARAMS = {"book_ids": list_of(positive_int, non_empty=False), "catalog": check_catalog,
+          "texts": list_of(text_source, non_empty=False), "mirrors": list_of(non_empty_string)}
 
 
 def main() -> None:
     params = read_params("download-gutenberg", PARAMS)
     check_templates(params["mirrors"])
-    book_ids = list(dict.fromkeys(params["book_ids"]))  # a book listed twice is downloaded once
     texts = texts_of(params["texts"])
-    if not book_ids and not texts:
-        raise UserError("params.yaml: download-gutenberg.book_ids and texts are both empty: list a Project "
-                        "Gutenberg eBook number or a text of your own")
+    if not params["book_ids"] and not params["catalog"] and not texts:
+        raise UserError("params.yaml: download-gutenberg.book_ids and texts are both empty and catalog is null: "
+                        "list a Project Gutenberg eBook number, choose books from the catalogue, or give a text "
+                        "of your own")
+    chosen = [n for n in from_catalog(params["catalog"]) if n not in params["book_ids"]] if params["catalog"] else []
+    book_ids = list(dict.fromkeys(params["book_ids"] + chosen))  # a book listed twice is downloaded once
     downloads, hints = [], {}
     for book_id in book_ids:  # every source is checked before anything is downloaded
         name = f"pg{book_id}.txt"
@@ -66,6 +76,9 @@ def main() -> None:
     manifest = [{"id": book_id, "url": params["mirrors"][0].format(id=book_id),
                  "bytes": (ARRIVED / f"pg{book_id}.txt").stat().st_size,
                  "sha256": sha256_file(ARRIVED / f"pg{book_id}.txt")} for book_id in params["book_ids"]]
+    manifest += [{"id": book_id, "url": params["mirrors"][0].format(id=book_id), "chosen_by": "catalog",
+                  "bytes": (ARRIVED / f"pg{book_id}.txt").stat().st_size,
+                  "sha256": sha256_file(ARRIVED / f"pg{book_id}.txt")} for book_id in chosen]
     manifest += [{"text": text.source, "file": text.name, "bytes": (ARRIVED / text.name).stat().st_size,
                   "sha256": sha256_file(ARRIVED / text.name)} for text in texts]
     with atomic_dir(OUT_DIR) as tmp:
@@ -75,6 +88,25 @@ def main() -> None:
         write_json(tmp / "manifest.json", manifest)
     shutil.rmtree(ARRIVED)
     remove_if_empty(ARRIVED)
+
+
+def from_catalog(catalog: dict) -> list[int]:
+    """The eBook numbers `catalog` chooses from pg_catalog.csv, fetched from its url (or the
+    GUTENBERG_MIRROR directory first) into data/checkpoints/, and removed once read."""
+    url = catalog.get("url", CATALOG_URL)
+    path = ARRIVED / CATALOG_FILE
+    source = fetch(with_mirror([url], CATALOG_FILE), path, "the catalogue", hint=mirror_hint(CATALOG_FILE))
+    try:
+        where = catalog.get("where", {})
+        ids, matched = chosen_books(read_catalog(path, source, list(where)), where, catalog.get("count"),
+                                    catalog.get("sample_seed"), source)
+    finally:
+        path.unlink()
+        remove_if_empty(ARRIVED)
+    how = ("all" if len(ids) == matched else "a sample of" if catalog.get("sample_seed") is not None else "the first")
+    print(f"the catalogue ({source}): {matched:,} books of Type Text match; taking {how} {len(ids):,}",
+          file=sys.stderr)
+    return ids
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@
 
 Params: the `window` section of params.yaml (seq_length, step, val_fraction).
 Reads:  data/vocab/ids.npy.
-Writes: data/windows/train.npz and val.npz: each split's tokens once, plus the window starts.
+Writes: data/windows/: train.npy and val.npy, each split's token ids once (training maps them,
+        so its memory does not grow with the corpus), and windows.json: seq_length, and each
+        split's step and window count (a window starts every `step` tokens).
 
 The validation text is the contiguous tail of the corpus (windows cut at random would overlap
 training windows and leak). The ids are read through memory maps, a piece at a time.
@@ -12,15 +14,13 @@ training windows and leak). The ids are read through memory maps, a piece at a t
 
 from pathlib import Path
 
-import numpy as np
-
 from lstm_textgen.errors import UserError, run_stage
-from lstm_textgen.files import MappedVector, write_npz
+from lstm_textgen.files import MappedVector, atomic_dir, write_json, write_npy
 from lstm_textgen.params import fraction, positive_int, read_params
-from lstm_textgen.windows import make_windows
+from lstm_textgen.windows import LAYOUT, make_windows
 
 IDS = Path("data/vocab/ids.npy")
-OUT = {"train": Path("data/windows/train.npz"), "val": Path("data/windows/val.npz")}
+OUT = Path("data/windows")
 PARAMS = {"seq_length": positive_int, "step": positive_int, "val_fraction": fraction}
 
 
@@ -30,9 +30,11 @@ def main() -> None:
         ids = MappedVector.open(IDS)
     except (OSError, ValueError, EOFError) as err:
         raise UserError(f"cannot read {IDS} ({err}); run `dvc checkout {IDS}` or `dvc repro -f encode-vocab`")
-    splits = make_windows(ids, params["seq_length"], params["step"], params["val_fraction"])
-    for name, split in splits.items():
-        write_npz(OUT[name], seq_length=np.int64(params["seq_length"]), **split)
+    splits, layout = make_windows(ids, params["seq_length"], params["step"], params["val_fraction"])
+    with atomic_dir(OUT) as out:  # the splits and their layout appear together, or not at all
+        for name, tokens in splits.items():
+            write_npy(out / f"{name}.npy", tokens)
+        write_json(out / LAYOUT, layout)
 
 
 if __name__ == "__main__":

@@ -264,8 +264,8 @@ def test_a_run_trains_exactly_its_steps_on_the_text_without_the_dev_slice_and_sc
     monkeypatch.setattr(quality, "BLOCKS", (4, 8))
     (tmp_path / "tiny.txt").write_text(SHAKESPEARE_CHARS * 20, encoding="utf-8")  # 1,300: 1,170 train, 117 of them dev
     seen, window_dataset, steps, fit = [], quality.lstm.window_dataset, [], quality.keras.Model.fit
-    monkeypatch.setattr(quality.lstm, "window_dataset", lambda tokens, *a, **k: seen.append(len(tokens)) or
-                        window_dataset(tokens, *a, **k))
+    monkeypatch.setattr(quality.lstm, "window_dataset", lambda split, *a, **k: seen.append(len(split["tokens"])) or
+                        window_dataset(split, *a, **k))
     monkeypatch.setattr(quality.keras.Model, "fit", lambda self, data, **k: steps.append(k["steps_per_epoch"]) or
                         fit(self, data, **k))
     dev = quality.run(tmp_path / "tiny.txt", "lstm", "float32", 0.01, steps=7, seed=2, dev=True)
@@ -458,6 +458,6 @@ def test_an_alice_recipe_trial_trains_on_the_training_head_alone_and_is_appended
     assert head == full[:len(full) - round(len(full) * 0.1)] + "\n"  # the head, ended as strip-boilerplate ends a text
     params = yaml.safe_load((dev / "params.yaml").read_text())
     assert params["window"]["step"] == 100 and params["train-lstm"]["units"] == 8
-    assert params["download-gutenberg"] | {"mirrors": None} == {"book_ids": [], "texts": ["alice-training-head.txt"],
-                                                                "mirrors": None}
+    assert params["download-gutenberg"] | {"mirrors": None} == {"book_ids": [], "catalog": None,
+                                                                "texts": ["alice-training-head.txt"], "mirrors": None}
     shutil.rmtree(work)

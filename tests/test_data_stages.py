@@ -1,6 +1,7 @@
 """The stages that only move data: strip-boilerplate, encode-vocab, window, and what they share."""
 
 import json
+from pathlib import Path
 import subprocess
 import sys
 
@@ -18,6 +19,7 @@ from lstm_textgen.cleaning import clean_text
 from conftest import ROOT, book_body, gutenberg_file, write_params
 from lstm_textgen import gutenberg
 from lstm_textgen import windows
+from lstm_textgen.branches import load_split
 
 
 # --- strip-boilerplate ----------------------------------------------------------------------
@@ -138,16 +140,65 @@ def test_encode_stage_refuses_an_empty_corpus(in_tmp):
 
 # --- window ---------------------------------------------------------------------------------
 
-def test_windows_split_at_the_tail_and_shift_targets_by_one():
+def test_windows_split_at_the_tail_and_say_where_each_window_starts():
     ids = np.arange(1000) % 251
-    splits = windows.make_windows(ids.astype(np.uint8), seq_length=10, step=3, val_fraction=0.2)
-    train, val = splits["train"], splits["val"]
-    assert np.array_equal(np.concatenate([train["tokens"], val["tokens"]]), ids)
-    assert len(val["tokens"]) == 200
-    last = train["starts"][-1]
-    assert last + 10 < len(train["tokens"]) <= last + 10 + 3  # the last window fits, and no more do
-    assert np.array_equal(train["starts"][:3], [0, 3, 6])
-    assert np.array_equal(val["starts"], np.arange(0, 190, 10))  # held-out windows do not overlap
+    splits, layout = windows.make_windows(ids.astype(np.uint8), seq_length=10, step=3, val_fraction=0.2)
+    assert np.array_equal(np.concatenate([splits["train"], splits["val"]]), ids)
+    assert layout == {"seq_length": 10, "train": {"tokens": 800, "step": 3, "windows": 264},
+                      "val": {"tokens": 200, "step": 10, "windows": 19}}  # held-out windows do not overlap
+    last = 3 * (264 - 1)
+    assert last + 10 < 800 <= last + 10 + 3  # the last window (inputs and shifted targets) fits, and no more do
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 63, 64, 65, 1000, 4097])
+def test_an_epochs_shuffled_windows_are_each_window_once_drawn_from_seed_and_epoch(n):
+    order = windows.shuffled_windows(np.arange(n), n, seed=7, epoch=3)
+    assert sorted(order) == list(range(n))  # a permutation: every window once per epoch
+    batch = windows.shuffled_windows(np.arange(n)[n // 2:n // 2 + 5], n, seed=7, epoch=3)
+    assert np.array_equal(batch, order[n // 2:n // 2 + 5])  # any batch alone, as a resumed run asks for it
+    if n >= 64:  # another epoch or seed: another order
+        assert not np.array_equal(order, windows.shuffled_windows(np.arange(n), n, seed=7, epoch=4))
+        assert not np.array_equal(order, windows.shuffled_windows(np.arange(n), n, seed=8, epoch=3))
+
+
+def test_the_shuffle_spreads_neighbouring_positions_over_the_whole_text():
+    n = 100_000
+    order = windows.shuffled_windows(np.arange(n), n, seed=0, epoch=0)
+    assert abs(np.corrcoef(np.arange(n), order)[0, 1]) < 0.01
+    first_batch = order[:64]
+    assert np.ptp(first_batch) > n / 2  # one batch's windows come from all over the text
+    assert np.histogram(order[:n // 10], bins=10, range=(0, n))[0].min() > n / 100 * 0.8
+
+
+def test_the_window_stage_writes_the_ids_to_map_and_their_layout(in_tmp):
+    write_params(in_tmp, window={"seq_length": 10, "step": 3, "val_fraction": 0.2})
+    ids = (np.arange(1000) % 251).astype(np.uint8)
+    files.write_npy(in_tmp / "data/vocab/ids.npy", ids)
+    window.main()
+    out = in_tmp / "data/windows"
+    assert sorted(p.name for p in out.iterdir()) == ["train.npy", "val.npy", "windows.json"]
+    assert np.array_equal(np.load(out / "train.npy", mmap_mode="r"), ids[:800])
+    assert np.array_equal(np.load(out / "val.npy", mmap_mode="r"), ids[800:])
+    assert json.loads((out / "windows.json").read_text())["train"] == {"tokens": 800, "step": 3, "windows": 264}
+    train = load_split(out / "train.npy", {"tokens": [chr(i) for i in range(251)]}, "window")
+    assert (train["seq_length"], train["step"], train["windows"]) == (10, 3, 264)
+    assert np.array_equal(train["tokens"].gather(np.array([0, 3 * 263]), 11), [ids[0:11], ids[789:800]])
+
+
+def test_windows_from_another_text_or_vocabulary_are_refused_by_name(in_tmp):
+    write_params(in_tmp, window={"seq_length": 10, "step": 3, "val_fraction": 0.2})
+    files.write_npy(in_tmp / "data/vocab/ids.npy", (np.arange(1000) % 251).astype(np.uint8))
+    window.main()
+    with pytest.raises(UserError, match=r"data/windows/train.npy holds token ids beyond the vocabulary's 250 tokens"):
+        load_split(Path("data/windows/train.npy"), {"tokens": ["x"] * 250}, "window")
+    layout = json.loads((in_tmp / "data/windows/windows.json").read_text())
+    (in_tmp / "data/windows/windows.json").write_text(json.dumps({**layout, "seq_length": 20}))
+    with pytest.raises(UserError, match=r"data/windows/train.npy has no windows, or its windows.json describes another "
+                                        r"text; run `dvc checkout data/windows` or `dvc repro -f window`"):
+        load_split(Path("data/windows/train.npy"), {"tokens": ["x"] * 251}, "window")
+    (in_tmp / "data/windows/windows.json").unlink()
+    with pytest.raises(UserError, match=r"cannot read data/windows/train.npy \(.*windows.json.*\); run `dvc checkout"):
+        load_split(Path("data/windows/train.npy"), {"tokens": ["x"] * 251}, "window")
 
 
 @pytest.mark.parametrize("seq_length, val_fraction, part", [(900, 0.1, "training"), (150, 0.1, "validation")])

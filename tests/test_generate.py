@@ -251,3 +251,26 @@ def test_interactive_on_a_terminal_shows_a_banner_a_prompt_and_sets_the_text_apa
     assert text.count("Ctrl-D ends") == 1 and "the char model in the workspace" in text
     generated = text.split("\x1b[2malice\x1b[0m", 1)[1].split("> ", 1)[0].strip()
     assert len(generated) >= 10, repr(text)  # the model's own characters follow the dimmed prompt
+
+
+def test_a_commit_from_before_the_windows_were_npy_files_still_gives_validation_seeds(monkeypatch):
+    """Older commits hold the char branch's validation text in data/windows/val.npz: generate
+    --rev (and the results page's box) still starts from its windows there."""
+    import io
+    import numpy as np
+    from lstm_textgen import audit
+    from lstm_textgen.branches import branch_spec
+    from lstm_textgen.generate import Model
+    tokens = (np.arange(300) % 7).astype(np.uint8)
+    old = io.BytesIO()
+    np.savez(old, tokens=tokens, starts=np.arange(0, 280, 20), seq_length=np.int64(20))
+    at_rev = {"data/windows/val.npz": old.getvalue()}
+    monkeypatch.setattr(audit, "read_bytes", lambda path, rev, repo=None: at_rev.get(path) if rev == "abc" else None)
+    model = Model.__new__(Model)  # the rest of a Model (weights, vocabulary) plays no part here
+    model.spec, model.rev, model.repo, model.commit, model.branch, model._val = \
+        branch_spec("char"), "old-run", None, "abc", "char", None
+    assert np.array_equal(model.validation_tokens(), tokens)
+    at_rev.clear()
+    model._val = None
+    with pytest.raises(UserError, match=r"^no file data/windows/val.npy at old-run; train it there"):
+        model.validation_tokens()

@@ -1,16 +1,19 @@
 """train-lstm and sample: the model, the carried-state sampler, and the two stages on tiny params."""
 
+import itertools
 import json
 import math
 import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from lstm_textgen.errors import UserError
+from lstm_textgen.files import MappedVector, write_npy
 from lstm_textgen.sampling import Stepper, sample_next
 from conftest import ROOT, TINY, headlines_csv, run_data_stages, write_params
 
@@ -41,12 +44,55 @@ def test_the_stepper_matches_the_whole_sequence_model():
         np.testing.assert_allclose(logits, full[:, t], rtol=1e-4, atol=1e-5)
 
 
-def test_window_dataset_gathers_shifted_targets():
-    tokens = np.arange(50, dtype=np.uint8)
-    starts = np.array([0, 7, 30])
-    (inputs, targets), = list(lstm.window_dataset(tokens, starts, seq_length=5, batch_size=3).as_numpy_iterator())
-    assert inputs.tolist() == [[0, 1, 2, 3, 4], [7, 8, 9, 10, 11], [30, 31, 32, 33, 34]]
-    assert np.array_equal(targets, inputs + 1)
+def test_window_dataset_gathers_shifted_targets_from_the_mapped_text(tmp_path):
+    write_npy(tmp_path / "train.npy", np.arange(50, dtype=np.uint8))
+    split = {"tokens": MappedVector.open(tmp_path / "train.npy"), "windows": 3, "step": 7, "seq_length": 5}
+    (inputs, targets), = list(lstm.window_dataset(split, batch_size=3).as_numpy_iterator())
+    assert inputs.tolist() == [[0, 1, 2, 3, 4], [7, 8, 9, 10, 11], [14, 15, 16, 17, 18]]
+    assert np.array_equal(targets, inputs + 1) and inputs.dtype == np.int32
+
+
+def test_window_dataset_shuffles_each_epoch_by_seed_and_epoch_alone(tmp_path):
+    write_npy(tmp_path / "train.npy", np.arange(200, dtype=np.uint8))
+    split = {"tokens": MappedVector.open(tmp_path / "train.npy"), "windows": 19, "step": 10, "seq_length": 9}
+
+    def epochs(ds, count):  # each epoch's window starts, in the order drawn: 5 batches of 4 (the last of 3)
+        batches = list(itertools.islice(ds.as_numpy_iterator(), 5 * count))
+        return [np.concatenate([x[:, 0] for x, _ in batches[e * 5:(e + 1) * 5]]) for e in range(count)]
+
+    from_zero = epochs(lstm.window_dataset(split, 4, shuffle_seed=5), 3)
+    assert all(sorted(e) == list(range(0, 190, 10)) for e in from_zero)  # each window once an epoch
+    assert not np.array_equal(from_zero[0], from_zero[1])
+    resumed = epochs(lstm.window_dataset(split, 4, shuffle_seed=5, first_epoch=1), 2)
+    assert np.array_equal(resumed, from_zero[1:])  # a resumed run sees the epochs an uninterrupted one does
+    assert not np.array_equal(epochs(lstm.window_dataset(split, 4, shuffle_seed=6), 1)[0], from_zero[0])
+
+
+def resident_mib() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="reads resident memory from Linux's /proc")
+def test_training_batches_come_from_the_map_without_the_text_becoming_resident(tmp_path):
+    """96 MiB of token ids, and batches drawn from all over them: the pages a batch reads are
+    unmapped with it, so the process does not grow with what it has read (a map kept open, or
+    the text loaded whole, would add the 96 MiB)."""
+    size = 96 * 2 ** 20
+    text = np.random.default_rng(0).integers(0, 50, size, dtype=np.uint8)
+    write_npy(tmp_path / "train.npy", text)
+    split = {"tokens": MappedVector.open(tmp_path / "train.npy"), "windows": (size - 101) // 50, "step": 50,
+             "seq_length": 100}
+    del text
+    warm_up = {**split, "tokens": split["tokens"][:2 ** 20], "windows": (2 ** 20 - 101) // 50}
+    for _ in lstm.window_dataset(warm_up, 64, shuffle_seed=1).take(50).as_numpy_iterator():
+        pass  # tf.data's threads and buffers are made on a megabyte of the text
+    before = resident_mib()
+    batches = lstm.window_dataset(split, 64, shuffle_seed=1).as_numpy_iterator()
+    for _ in range(3000):  # 192,000 windows: nearly every page of the file read
+        inputs, targets = next(batches)
+    assert inputs.shape == (64, 100) and np.array_equal(inputs[:, 1:], targets[:, :-1])
+    assert resident_mib() - before < 30
 
 
 def test_rows_dataset_weighs_padding_zero():

@@ -10,6 +10,7 @@ import pytest
 
 from conftest import TINY, run_data_stages, write_params
 from lstm_textgen.errors import UserError
+from lstm_textgen.files import MappedVector, write_npy
 from lstm_textgen import training
 
 import keras  # noqa: E402
@@ -46,8 +47,9 @@ def test_the_schedule_warms_up_holds_halves_and_cools_down_by_tokens():
     assert float(lstm.TokenSchedule(3e-3, 64)(10**6)) == pytest.approx(3e-3)  # no schedule: constant
 
 
-def test_the_unigram_bias_is_the_log_share_of_each_training_token():
-    chars = {"tokens": np.array([0, 1, 1, 1, 2], np.uint8)}
+def test_the_unigram_bias_is_the_log_share_of_each_training_token(tmp_path):
+    write_npy(tmp_path / "train.npy", np.array([0, 1, 1, 1, 2], np.uint8))
+    chars = {"tokens": MappedVector.open(tmp_path / "train.npy")}  # read from the map a piece at a time
     vocab = {"tokens": ["a", "b", "c", "d"]}
     shares = np.exp(training.unigram_log_shares(chars, vocab))
     assert shares == pytest.approx(np.array([2, 4, 2, 1]) / 9)  # one more of each: no log of 0
@@ -57,7 +59,7 @@ def test_the_unigram_bias_is_the_log_share_of_each_training_token():
 
 
 def test_the_plan_counts_steps_and_the_token_budget():
-    train = {"tokens": np.zeros(1000, np.uint8), "starts": np.arange(0, 950, 10), "seq_length": 20}  # 95 windows
+    train = {"windows": 95, "step": 10, "seq_length": 20}
     plan = training.plan({"batch_size": 32, "max_tokens": 5000}, train, {"tokens": ["a"]})
     assert plan == training.Plan(steps_per_epoch=3, tokens_per_step=95 * 20 / 3, budget_steps=8)
 
@@ -125,8 +127,8 @@ def test_the_saved_model_is_the_weight_average_that_was_scored(data, monkeypatch
 def test_max_tokens_ends_training_mid_epoch_and_the_cooldown_with_it(data, monkeypatch):
     scores = train_here(data, monkeypatch, **{**RECIPE_OFF, "epochs": 5, "max_tokens": 20_000, "cooldown": 0.5})
     per_step = TINY["train_lstm"]["batch_size"] * TINY["window"]["seq_length"]
-    with np.load(data / "data/windows/train.npz") as f:
-        per_epoch = len(f["starts"]) * TINY["window"]["seq_length"]
+    per_epoch = json.loads((data / "data/windows/windows.json").read_text())["train"]["windows"] * \
+        TINY["window"]["seq_length"]
     assert scores["tokens_trained"] == pytest.approx(20_000, abs=per_step)
     assert scores["epochs_run"] == -(-20_000 // per_epoch) < 5  # the last epoch cut short
     table = (data / "metrics/train/char/loss.tsv").read_text().splitlines()

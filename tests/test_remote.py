@@ -42,7 +42,7 @@ def second_person(repo, env, tmp_path, hashes):
     assert not (clone / "data/models/char.keras").exists() and not (clone / "data/raw").exists()
     sh(["dvc", "pull"], clone, env)
     assert data_hashes(clone) == hashes
-    assert {"data/raw/pg1.txt", "data/clean/corpus.txt", "data/vocab/chars.json", "data/windows/train.npz",
+    assert {"data/raw/pg1.txt", "data/clean/corpus.txt", "data/vocab/chars.json", "data/windows/train.npy",
             "data/models/char.keras", "data/headlines/vocab.json", "data/models/headlines.keras"} <= set(hashes)
     assert repro(clone, env) == []
     set_param(clone, "sample", "temperature", 1.3)
