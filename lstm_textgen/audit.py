@@ -17,8 +17,10 @@ sample is traced through the fine-tuning to the pretraining.
 """
 
 import argparse
+import contextlib
 import functools
 import hashlib
+import io
 import json
 import subprocess
 from pathlib import Path, PurePosixPath
@@ -81,39 +83,56 @@ def has_dvc_remote(repo: str | None) -> bool:
 
 
 def read_bytes(path: str, rev: str | None, repo: str | None = None) -> bytes | None:
+    """The bytes of a file as opened() finds it; None when it is not there."""
+    with opened(path, rev, repo) as f:
+        return None if f is None else f.read()
+
+
+@contextlib.contextmanager
+def opened(path: str, rev: str | None, repo: str | None = None):
     """A file in the workspace (rev and repo None), at a commit, or in another clone of the
-    project (`repo`, at `rev` or its default branch); None when it is not there. Files that git
-    does not hold (DVC's outputs) come through dvc.api: from the cache, or the DVC remote."""
+    project (`repo`, at `rev` or its default branch), open for reading bytes; None when it is
+    not there. Files that git does not hold (DVC's outputs) come through dvc.api: from the cache,
+    or the DVC remote, read as the reader goes (seek to read a part of a large one)."""
     if rev is None and repo is None:
         try:
-            with open(path, "rb") as f:
-                return f.read()
+            f = open(path, "rb")
         except FileNotFoundError:
-            return None
+            yield None
+            return
+        with f:
+            yield f
+        return
     if repo is None:
         proc = subprocess.run(["git", "show", f"{rev}:{path}"], capture_output=True)
         if proc.returncode == 0:
-            return proc.stdout
+            yield io.BytesIO(proc.stdout)
+            return
     import dvc.api  # only here: importing DVC takes half a second
     from dvc.exceptions import DvcException, PathMissingError
     where = " ".join(filter(None, [repo and f"in {repo}", rev and f"at {rev}"]))
     unreachable = (f"cannot read {path} {where}: dvc.lock there lists it, but it is neither in the local cache "
                    "nor on the DVC remote; push it from the clone that made it (`dvc push`)")
-    try:
-        return dvc.api.read(path, repo=repo, rev=rev, mode="rb")
-    except (PathMissingError, FileNotFoundError):
-        # DVC says the same of an output it cannot fetch: tell the two apart by dvc.lock
-        lock = parse_lock(read_bytes("dvc.lock", rev, repo)) if path != "dvc.lock" else None
-        outs = {o["path"] for stage in (lock or {}).get("stages", {}).values() for o in stage.get("outs", [])}
-        if any(inside(path, out) for out in outs):
-            if not has_dvc_remote(repo):
-                raise UserError(f"cannot read {path} {where}: dvc.lock there lists it, but it is not in the local "
-                                f"cache, and {'that clone' if repo else 'this project'} has no DVC remote to fetch it "
-                                "from; add one (`dvc remote add -d …`) and `dvc push` from the clone that made it")
-            raise UserError(unreachable)
-        return None
-    except DvcException as err:
-        raise UserError(f"{unreachable} ({err})")
+    with contextlib.ExitStack() as stack:
+        try:
+            f = stack.enter_context(dvc.api.open(path, repo=repo, rev=rev, mode="rb"))
+        except (PathMissingError, FileNotFoundError):
+            # DVC says the same of an output it cannot fetch: tell the two apart by dvc.lock
+            lock = parse_lock(read_bytes("dvc.lock", rev, repo)) if path != "dvc.lock" else None
+            outs = {o["path"] for stage in (lock or {}).get("stages", {}).values() for o in stage.get("outs", [])}
+            if any(inside(path, out) for out in outs):
+                if not has_dvc_remote(repo):
+                    raise UserError(f"cannot read {path} {where}: dvc.lock there lists it, but it is not in the local "
+                                    f"cache, and {'that clone' if repo else 'this project'} has no DVC remote to fetch "
+                                    "it from; add one (`dvc remote add -d …`) and `dvc push` from the clone that made it")
+                raise UserError(unreachable)
+            f = None
+        except DvcException as err:
+            raise UserError(f"{unreachable} ({err})")
+        try:
+            yield f
+        except DvcException as err:  # reading from the remote broke off
+            raise UserError(f"{unreachable} ({err})")
 
 
 # libyaml's loader where PyYAML has it: a dvc.lock parses ten times faster, which the report

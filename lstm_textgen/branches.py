@@ -10,11 +10,12 @@ from pathlib import Path
 import numpy as np
 
 from lstm_textgen.errors import UserError
-from lstm_textgen.files import MappedVector
+from lstm_textgen.files import MappedVector, pieces_of
 from lstm_textgen.windows import LAYOUT, window_count
 
 BRANCHES = {
-    "char": {"train": "data/windows/train.npy", "val": "data/windows/val.npy", "vocab": "data/vocab/chars.json",
+    "char": {"train": "data/windows/train.npy", "val": "data/windows/val.npy", "layout": f"data/windows/{LAYOUT}",
+             "vocab": "data/vocab/chars.json",
              "upstream": "window", "train_stage": "train-lstm", "sample_stage": "sample"},
     "headlines": {"train": "data/headlines/train.npz", "val": "data/headlines/val.npz",
                   "vocab": "data/headlines/vocab.json", "upstream": "tokenize-headlines",
@@ -27,8 +28,9 @@ def branch_spec(branch: str) -> dict:
     if branch not in BRANCHES:
         raise UserError(f"unknown branch {branch!r}; known: {', '.join(BRANCHES)}")
     spec = dict(BRANCHES[branch], branch=branch)
-    for key in ("train", "val", "vocab"):
-        spec[key] = Path(spec[key])
+    for key in ("train", "val", "vocab", "layout"):
+        if key in spec:
+            spec[key] = Path(spec[key])
     return spec | {"model": Path(f"data/models/{branch}.keras"), "weights": Path(f"data/models/{branch}.npz"),
                    "live": Path(f"metrics/train/{branch}"),
                    "sample": Path(f"metrics/sample/{branch}")}
@@ -42,13 +44,11 @@ def load_split(path, vocab: dict, upstream: str) -> dict:
     redo = f"run `dvc checkout {path.parent if path.suffix == '.npy' else path}` or `dvc repro -f {upstream}`"
     try:
         if path.suffix == ".npy":
-            layout = json.loads((path.parent / LAYOUT).read_text(encoding="utf-8"))
-            data = {"tokens": MappedVector.open(path), "seq_length": int(layout["seq_length"]),
-                    "step": int(layout[path.stem]["step"]), "windows": int(layout[path.stem]["windows"])}
+            data = {"tokens": MappedVector.open(path), **window_layout(path.parent / LAYOUT, path.stem, redo)}
         else:
             with np.load(path) as f:
                 data = {key: f[key] for key in f.files}
-    except (OSError, ValueError, EOFError, KeyError, TypeError, zipfile.BadZipFile) as err:  # truncated or edited
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:  # truncated or edited
         raise UserError(f"cannot read {path} ({err}); {redo}")
     ids = data.get("rows", data.get("tokens"))
     if ids is None or not len(ids):
@@ -61,8 +61,18 @@ def load_split(path, vocab: dict, upstream: str) -> dict:
     return data
 
 
+def window_layout(path: Path, split: str, redo: str) -> dict:
+    """seq_length, and the split's step and window count, from the window stage's windows.json."""
+    try:
+        layout = json.loads(path.read_text(encoding="utf-8"))
+        return {"seq_length": int(layout["seq_length"]), "step": int(layout[split]["step"]),
+                "windows": int(layout[split]["windows"])}
+    except (OSError, ValueError) as err:
+        raise UserError(f"cannot read {path} ({err}); {redo}")
+    except (KeyError, TypeError) as err:
+        raise UserError(f"{path} has no {err} where the window layout of {split} should be; {redo}")
+
+
 def largest(ids) -> int:
     """The largest id, of an ndarray or (a megabyte at a time) a MappedVector."""
-    if isinstance(ids, MappedVector):
-        return max(int(piece.max()) for piece in ids.pieces(1 << 20))
-    return int(ids.max())
+    return max(int(piece.max()) for piece in pieces_of(ids, 1 << 20))

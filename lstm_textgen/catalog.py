@@ -23,7 +23,7 @@ CATALOG_FILE = "pg_catalog.csv"  # its name in a GUTENBERG_MIRROR directory
 NUMBER, TYPE = "Text#", "Type"
 CODES = ("Language",)  # columns of codes: an item of the cell matches whole
 KEYS = {"where": "{<column>: <text or list of texts>}", "count": "a whole number > 0, or null for every match",
-        "sample_seed": "null, or a whole number >= 0", "url": "where pg_catalog.csv is (an http(s) URL or a path)"}
+        "sample_seed": "null, or a whole number >= 0 and < 2**32", "url": "where pg_catalog.csv is (an http(s) URL or a path)"}
 SHAPE = "must be null or {" + ", ".join(f"{k}: {v}" for k, v in KEYS.items()) + "}"
 
 
@@ -40,11 +40,14 @@ def check_catalog(v) -> str | None:
                                       and all(isinstance(w, str) and w for w in want))
             for col, want in where.items()):
         problems.append(f"where {KEYS['where']}: each a column of pg_catalog.csv and non-empty text(s)")
+    elif fixed := [col for col in where if col in (NUMBER, TYPE)]:
+        problems.append(f"where cannot filter {' or '.join(fixed)}: the books are Type Text, and book_ids lists "
+                        "numbers")
     count = v.get("count")
     if count is not None and (not isinstance(count, int) or isinstance(count, bool) or count < 1):
         problems.append(f"count must be {KEYS['count']}")
     seed = v.get("sample_seed")
-    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2 ** 32):
         problems.append(f"sample_seed must be {KEYS['sample_seed']}")
     if seed is not None and count is None:
         problems.append("sample_seed needs a count: how many books to sample")
@@ -61,7 +64,7 @@ def read_catalog(path: Path, source: str, columns=()):
 
     def read(**kwargs):
         try:
-            return pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8", **kwargs)
+            return pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig", **kwargs)
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
             raise UserError(f"the catalogue from {source} is not a CSV file that can be read "
                             f"({str(err).strip().splitlines()[-1]}); check the source, or set "

@@ -154,10 +154,51 @@ class MappedVector:
         return self.read() if dtype is None else self.read().astype(dtype)
 
     def gather(self, starts: np.ndarray, length: int) -> np.ndarray:
-        """The spans [s, s + length) for each s of `starts`, as rows, from a map of the file made
-        for this call alone: unmapped on return, the pages it read leave the process' memory."""
-        offsets = np.asarray(starts, dtype=np.int64)[:, None] + np.arange(length)
-        return np.asarray(self._mapped(self.start, len(self))[offsets])
+        """spans() of the vector, from a map of the file made for this call alone: unmapped on
+        return, the pages it read leave the process' memory."""
+        return spans(self._mapped(self.start, len(self)), starts, length)
+
+
+def spans(values, starts: np.ndarray, length: int) -> np.ndarray:
+    """The spans values[s : s + length] for each s of `starts`, as the rows of a new array."""
+    return np.asarray(values[np.asarray(starts, dtype=np.int64)[:, None] + np.arange(length)])
+
+
+def pieces_of(values, size: int = CHUNK) -> Iterable[np.ndarray]:
+    """A MappedVector's pieces, or an array in memory whole."""
+    return values.pieces(size) if isinstance(values, MappedVector) else [np.asarray(values)]
+
+
+class NpyFile:
+    """A 1-D array in a .npy file that is open for reading (git's or DVC's copy at another
+    revision, which has no path of ours to map), read a slice at a time by seeking, so that a
+    few windows of a large text cost a few small reads. A file that cannot seek is read whole."""
+
+    def __init__(self, f):
+        if not f.seekable():
+            f = io.BytesIO(f.read())
+        version = np.lib.format.read_magic(f)
+        read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                       (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+        if read_header is None:
+            raise ValueError(f".npy format version {version} is not read here")
+        shape, fortran, self.dtype = read_header(f)
+        if len(shape) != 1 or fortran or self.dtype.hasobject:
+            raise ValueError(f"it holds an array of shape {shape}, not a 1-D array of numbers")
+        self.file, self.offset, self.length = f, f.tell(), shape[0]
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, items: slice) -> np.ndarray:
+        picked = range(self.length)[items]
+        if not isinstance(items, slice) or picked.step != 1:
+            raise TypeError("an NpyFile takes slices with step 1 only")
+        self.file.seek(self.offset + picked.start * self.dtype.itemsize)
+        data = self.file.read(len(picked) * self.dtype.itemsize)
+        if len(data) != len(picked) * self.dtype.itemsize:
+            raise EOFError(f"the file ends before item {picked.stop:,} of {self.length:,}")
+        return np.frombuffer(data, dtype=self.dtype)
 
 
 class Pieces(NamedTuple):

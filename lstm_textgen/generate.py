@@ -20,24 +20,26 @@ is refused by name. `generate()` does the same for Python code.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import os
 import secrets
 import sys
+import zipfile
 
 import numpy as np
 
 from lstm_textgen.branches import branch_spec
 from lstm_textgen.errors import UserError
-from lstm_textgen.files import MappedVector
+from lstm_textgen.files import NpyFile
 from lstm_textgen.sampling import (Stepper, banned_ids, check_model_matches, compiled, encode_prompt,
                                    generate as sample_rows, validation_seeds)
 from lstm_textgen.vocab import decode_chars
 
 DEFAULT_LENGTH = {"char": 500, "headlines": 20}  # characters; words, if the headline has not ended
 DEFAULT_TEMPERATURE = 0.8
-OLD_CHAR_VAL = "data/windows/val.npz"  # where commits before data/windows/ held its validation text
+OLD_CHAR_VAL = "data/windows/val.npz"  # where commits before data/windows/ held the char validation text
 
 
 class Model:
@@ -74,28 +76,41 @@ class Model:
             raise UserError(f"no {what} {path}{self._where() or ' in the workspace'}; {fix}")
         return content
 
-    def validation_tokens(self):
-        """The validation text (char: an ndarray, or the workspace's mapped from its file, of which
-        only the seed windows are read) or its rows (headlines)."""
+    def validation_seeds(self, seed_length: int, num: int, rng) -> list[np.ndarray]:
+        """char: `num` windows of the validation text, chosen by the RNG as the sample stage
+        chooses them, each read where it is: the text (a tenth of a shelf) is never loaded."""
+        with self._validation_file() as (f, path):
+            try:
+                if f.read(4) == b"PK\x03\x04":  # an .npz, from before data/windows/: small enough to load
+                    f.seek(0)
+                    with np.load(f, allow_pickle=False) as old:
+                        tokens = old["tokens"]
+                else:
+                    f.seek(0)
+                    tokens = NpyFile(f)
+                return [ids for _, ids in validation_seeds(tokens, seed_length, num, rng)]
+            except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as err:
+                raise UserError(f"cannot read {path}{self._where()} ({err}); run `dvc repro -f "
+                                f"{self.spec['upstream']}` there")
+
+    def validation_rows(self) -> np.ndarray:
+        """headlines: the validation headlines' rows of word ids (a few thousand: loaded)."""
         if self._val is None:
-            path, elsewhere = self.spec["val"], bool(self.rev or self.repo)
-            if path.suffix == ".npy" and not elsewhere and path.is_file():
-                self._val = MappedVector.open(path)
-                return self._val
-            from lstm_textgen.audit import read_bytes
-            at = self.commit or self.rev
-            content = read_bytes(str(path), at, self.repo) if elsewhere else None
-            if content is None and elsewhere and self.branch == "char":  # a commit from before data/windows/
-                content = read_bytes(OLD_CHAR_VAL, at, self.repo)
-            if content is None:
-                content = self._read(path)  # which says it is missing, and what to do
-            loaded = np.load(io.BytesIO(content), allow_pickle=False)
-            if isinstance(loaded, np.ndarray):
-                self._val = loaded
-            else:
-                with loaded as f:
-                    self._val = f["tokens"] if "tokens" in f.files else f["rows"]
+            with self._validation_file() as (f, _), np.load(f, allow_pickle=False) as rows:
+                self._val = rows["rows"]
         return self._val
+
+    @contextlib.contextmanager
+    def _validation_file(self):
+        """The branch's validation file, open and seekable, and its path."""
+        from lstm_textgen.audit import opened
+        at, elsewhere = self.commit or self.rev, bool(self.rev or self.repo)
+        for path in (str(self.spec["val"]), *([OLD_CHAR_VAL] if elsewhere and self.branch == "char" else [])):
+            with opened(path, at, self.repo) as f:
+                if f is not None:
+                    yield (f if f.seekable() else io.BytesIO(f.read())), path
+                    return
+        self._read(self.spec["val"])  # which says it is missing, and what to do
 
     def provenance(self) -> dict:
         """What `lstm-textgen audit --json` says of these weights: the params and data upstream, the score."""
@@ -131,9 +146,9 @@ def generate(prompt: str | None = None, *, model: Model | None = None, branch: s
     if prompt is not None:
         seeds = [encode_prompt(prompt, vocab, "the prompt")] * num
     elif branch == "char":
-        seeds = [ids for _, ids in validation_seeds(model.validation_tokens(), seed_length, num, rng)]
+        seeds = model.validation_seeds(seed_length, num, rng)
     else:  # the first word of a validation headline: the model has no start-of-headline token
-        rows = model.validation_tokens()
+        rows = model.validation_rows()
         seeds = [rows[i, :1] for i in rng.integers(0, len(rows), size=num)]
     end_id = tokens.index(vocab["end"]) if vocab.get("end") else None
     words = vocab["unit"] == "word"

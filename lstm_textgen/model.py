@@ -96,8 +96,8 @@ import numpy as np  # noqa: E402
 
 from lstm_textgen.cpu_lstm import CpuLSTM  # noqa: E402
 from lstm_textgen.errors import UserError  # noqa: E402
-from lstm_textgen.files import MappedVector  # noqa: E402
-from lstm_textgen.windows import shuffled_windows  # noqa: E402
+from lstm_textgen.files import MappedVector, spans  # noqa: E402
+from lstm_textgen.shuffle import shuffled_windows  # noqa: E402
 
 
 def build_model(vocab_size: int, embedding_dim: int, units: int, layers: int, dropout: float,
@@ -390,14 +390,14 @@ def window_dataset(split: dict, batch_size: int, shuffle_seed: int | None = None
     shuffled_windows draws from (shuffle_seed, e) alone. Fit it with
     steps_per_epoch = ceil(windows / batch_size)."""
     tokens, n, step, length = split["tokens"], split["windows"], split["step"], split["seq_length"] + 1
-    if isinstance(tokens, MappedVector):
-        spans = tokens.gather
-    else:  # a text in memory (the benchmarks' own splits)
-        spans = lambda starts, count: np.asarray(tokens)[starts[:, None] + np.arange(count)]  # noqa: E731
+    if n < 1:
+        raise ValueError("a split without windows: its epochs would never end")
+    # a text in memory (the benchmarks' own splits) is read where it is
+    take = tokens.gather if isinstance(tokens, MappedVector) else lambda starts, count: spans(tokens, starts, count)
 
     def gather(epoch, positions):  # in NumPy: the map is read where the batch's windows are
         picked = positions if shuffle_seed is None else shuffled_windows(positions, n, shuffle_seed, int(epoch))
-        return spans(picked * step, length)
+        return take(picked * step, length)
 
     def windows(epoch, positions):
         rows = tf.numpy_function(gather, [epoch, positions], tf.as_dtype(tokens.dtype), stateful=False)

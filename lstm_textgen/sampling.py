@@ -16,6 +16,7 @@ import re
 import shlex
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -535,17 +536,20 @@ def check_model_matches(spec: dict, predicts: int, vocab: dict, where: str = "")
                         f"{where}: they come from different runs; run `dvc repro {spec['train_stage']}`")
 
 
-def sample_chars(params, stepper, vocab, train, val, rng) -> tuple[str, dict, list, int]:
+def sample_chars(params, stepper, vocab, train, val, rng) -> tuple[str, dict, list, float]:
     """`num_samples` texts of `length` characters, each after a seed: `seed_text`, or a window
-    of the validation text chosen by the RNG."""
+    of the validation text chosen by the RNG. Returns the samples' text, its measures, the
+    seeds, and the tokens generated per second (the generation alone, not the measuring)."""
     if params["seed_text"] is not None:
         ids = encode_prompt(params["seed_text"], vocab, "params.yaml: sample.seed_text")
         seeds = [{"source": "params.yaml", "ids": ids}] * params["num_samples"]
     else:
         seeds = [{"source": "validation text", "offset": offset, "ids": ids}
                  for offset, ids in validation_seeds(val["tokens"], params["seed_length"], params["num_samples"], rng)]
+    started = time.monotonic()
     rows = generate(stepper, [s["ids"] for s in seeds], params["length"], params["temperature"], params["top_k"], rng,
                     top_p=params["top_p"], banned=banned_ids(vocab))
+    speed = sum(map(len, rows)) / (time.monotonic() - started)
     texts = [decode_chars(row, vocab) for row in rows]
     out = []
     for i, (seed, generated) in enumerate(zip(seeds, texts), 1):
@@ -554,7 +558,7 @@ def sample_chars(params, stepper, vocab, train, val, rng) -> tuple[str, dict, li
                    f"{decode_chars(seed['ids'], vocab)}\ngenerated:\n{generated}\n")
     training_words = known_words(train["tokens"].pieces(1 << 17), vocab, {w for t in texts for w in words(t)})
     seeds = [{k: v for k, v in s.items() if k != "ids"} for s in seeds]
-    return "\n".join(out), char_metrics(texts, training_words), seeds, sum(map(len, rows))
+    return "\n".join(out), char_metrics(texts, training_words), seeds, speed
 
 
 SAMPLE_HEADING = re.compile(r"=== sample \d+ of \d+ ===\nseed \((?P<source>[^\n]*)\):\n")
@@ -572,16 +576,18 @@ def read_char_samples(text: str) -> list[dict]:
     return samples
 
 
-def sample_headlines(params, stepper, vocab, train, val, rng) -> tuple[str, dict, list, int]:
+def sample_headlines(params, stepper, vocab, train, val, rng) -> tuple[str, dict, list, float]:
     """One headline per seed phrase: the seed, then up to `max_words` words or the end token;
-    title-cased as in the tutorial."""
+    title-cased as in the tutorial. Returns as sample_chars does."""
     tokens, unknown = vocab["tokens"], vocab["unknown"]
-    lines, headlines, generated, seeds = [], [], [], []
+    lines, headlines, generated, seeds, seconds = [], [], [], [], 0.0
     for phrase in params["seeds"]:
         ids = encode_prompt(phrase, vocab, "params.yaml: sample-headlines.seeds")
         seed_words = [tokens[i] for i in ids]
+        started = time.monotonic()
         row = generate(stepper, [ids], params["max_words"], params["temperature"], params["top_k"], rng,
                        end_id=tokens.index(vocab["end"]), top_p=params["top_p"], banned=banned_ids(vocab))[0]
+        seconds += time.monotonic() - started
         new_words = [tokens[i] for i in row]
         headline = seed_words + new_words
         headlines.append(headline)
@@ -591,7 +597,8 @@ def sample_headlines(params, stepper, vocab, train, val, rng) -> tuple[str, dict
     pad = tokens.index(vocab["pad"])
     training = {" ".join(tokens[i] for i in row if i != pad and tokens[i] != vocab["end"]) for row in train["rows"]}
     metrics = headline_metrics(headlines, generated, training, unknown)
-    return "\n".join(lines) + "\n", metrics, seeds, sum(map(len, generated)) + len(generated)  # + the end tokens
+    speed = (sum(map(len, generated)) + len(generated)) / seconds  # + the end tokens
+    return "\n".join(lines) + "\n", metrics, seeds, speed
 
 
 def preview(text: str, lines: int = 6) -> str:

@@ -41,7 +41,7 @@ from typing import NamedTuple
 import numpy as np
 
 from lstm_textgen.errors import UserError
-from lstm_textgen.files import MappedVector, sha256_file, write_json, write_npz, write_text
+from lstm_textgen.files import pieces_of, sha256_file, write_json, write_npz, write_text
 from lstm_textgen.params import (base_file, boolean, fraction, integer, non_negative_int, one_of, optional,
                                  positive_int, positive_number, share)
 
@@ -494,10 +494,8 @@ def unigram_log_shares(train: dict, vocab: dict) -> np.ndarray:
     if "rows" in train:
         targets = train["rows"][:, 1:]
         counts = np.bincount(targets[targets != vocab["tokens"].index(vocab["pad"])], minlength=size)
-    else:  # the mapped text a megabyte at a time (or a text in memory: the benchmarks' own)
-        text = train["tokens"]
-        counts = sum(np.bincount(piece, minlength=size)
-                     for piece in (text.pieces(1 << 20) if isinstance(text, MappedVector) else [text]))
+    else:  # the mapped text a megabyte at a time
+        counts = sum(np.bincount(piece, minlength=size) for piece in pieces_of(train["tokens"], 1 << 20))
     counts = counts + 1
     return np.log(counts / counts.sum()).astype(np.float32)
 
@@ -631,7 +629,7 @@ class Setup(NamedTuple):
 
 
 def checkpoint_fingerprint(params: dict, spec: dict, base: dict | None) -> dict:
-    data = {str(spec[s]): sha256_file(spec[s]) for s in ("train", "val", "vocab")}
+    data = {str(spec[s]): sha256_file(spec[s]) for s in ("train", "val", "layout", "vocab") if s in spec}
     if base:
         data[base["path"]] = base["sha256"]
     return {"params": {k: v for k, v in params.items() if k not in NOT_BINDING}, "data": data}

@@ -44,11 +44,11 @@ def main() -> None:
     params = read_params("download-gutenberg", PARAMS)
     check_templates(params["mirrors"])
     texts = texts_of(params["texts"])
-    if not params["book_ids"] and not params["catalog"] and not texts:
+    if not params["book_ids"] and params["catalog"] is None and not texts:
         raise UserError("params.yaml: download-gutenberg.book_ids and texts are both empty and catalog is null: "
                         "list a Project Gutenberg eBook number, choose books from the catalogue, or give a text "
                         "of your own")
-    chosen = [n for n in from_catalog(params["catalog"]) if n not in params["book_ids"]] if params["catalog"] else []
+    chosen = [] if params["catalog"] is None else from_catalog(params["catalog"], params["book_ids"])
     book_ids = list(dict.fromkeys(params["book_ids"] + chosen))  # a book listed twice is downloaded once
     downloads, hints = [], {}
     for book_id in book_ids:  # every source is checked before anything is downloaded
@@ -73,12 +73,12 @@ def main() -> None:
         first = next(d.dest for d in downloads if d.dest in failed)
         raise UserError(failure_message(failed, downloads, hints[first], ARRIVED, OUT_DIR))
 
-    manifest = [{"id": book_id, "url": params["mirrors"][0].format(id=book_id),
-                 "bytes": (ARRIVED / f"pg{book_id}.txt").stat().st_size,
-                 "sha256": sha256_file(ARRIVED / f"pg{book_id}.txt")} for book_id in params["book_ids"]]
-    manifest += [{"id": book_id, "url": params["mirrors"][0].format(id=book_id), "chosen_by": "catalog",
-                  "bytes": (ARRIVED / f"pg{book_id}.txt").stat().st_size,
-                  "sha256": sha256_file(ARRIVED / f"pg{book_id}.txt")} for book_id in chosen]
+    def book(book_id: int, **chosen_by) -> dict:
+        path = ARRIVED / f"pg{book_id}.txt"
+        return {"id": book_id, "url": params["mirrors"][0].format(id=book_id), **chosen_by,
+                "bytes": path.stat().st_size, "sha256": sha256_file(path)}
+
+    manifest = [book(n) for n in params["book_ids"]] + [book(n, chosen_by="catalog") for n in chosen]
     manifest += [{"text": text.source, "file": text.name, "bytes": (ARRIVED / text.name).stat().st_size,
                   "sha256": sha256_file(ARRIVED / text.name)} for text in texts]
     with atomic_dir(OUT_DIR) as tmp:
@@ -90,9 +90,10 @@ def main() -> None:
     remove_if_empty(ARRIVED)
 
 
-def from_catalog(catalog: dict) -> list[int]:
+def from_catalog(catalog: dict, listed: list[int]) -> list[int]:
     """The eBook numbers `catalog` chooses from pg_catalog.csv, fetched from its url (or the
-    GUTENBERG_MIRROR directory first) into data/checkpoints/, and removed once read."""
+    GUTENBERG_MIRROR directory first) into data/checkpoints/, and removed once read; those
+    `listed` in book_ids already are left out (`count` counts the catalogue's choice, them included)."""
     url = catalog.get("url", CATALOG_URL)
     path = ARRIVED / CATALOG_FILE
     source = fetch(with_mirror([url], CATALOG_FILE), path, "the catalogue", hint=mirror_hint(CATALOG_FILE))
@@ -104,9 +105,11 @@ def from_catalog(catalog: dict) -> list[int]:
         path.unlink()
         remove_if_empty(ARRIVED)
     how = ("all" if len(ids) == matched else "a sample of" if catalog.get("sample_seed") is not None else "the first")
-    print(f"the catalogue ({source}): {matched:,} books of Type Text match; taking {how} {len(ids):,}",
+    new = [n for n in ids if n not in listed]
+    also = f" ({len(ids) - len(new)} of them in book_ids already)" if len(new) < len(ids) else ""
+    print(f"the catalogue ({source}): {matched:,} books of Type Text match; taking {how} {len(ids):,}{also}",
           file=sys.stderr)
-    return ids
+    return new
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ Writes: metrics/sample/<branch>/samples.txt, provenance.json (the params, model 
 """
 
 import sys
-import time
 
 import numpy as np
 
@@ -41,10 +40,8 @@ def main(branch: str = "char") -> None:
 
     stepper = Stepper(load_weights(spec["weights"], spec["train_stage"]))
     check_model_matches(spec, stepper.vocab_size, vocab)
-    started = time.monotonic()
-    text, metrics, seeds, n_tokens = (sample_chars if branch == "char" else sample_headlines)(
+    text, metrics, seeds, speed = (sample_chars if branch == "char" else sample_headlines)(
         params, stepper, vocab, train, val, rng)
-    seconds = time.monotonic() - started
 
     out = spec["sample"]
     write_text(out / "samples.txt", text)
@@ -53,7 +50,7 @@ def main(branch: str = "char") -> None:
         "model": {"path": str(spec["weights"]), "sha256": sha256_file(spec["weights"])},
         "vocab": {"path": str(spec["vocab"]), "sha256": sha256_file(spec["vocab"])},
         "seeds": seeds, "samples_sha256": sha256_file(out / "samples.txt")})
-    run = {"tokens_per_second": round(n_tokens / seconds, 1), **metrics}
+    run = {"tokens_per_second": round(speed, 1), **metrics}
     write_json(out / "run.json", run)
     write_json(out / "metrics.json", headline(run, branch))
     print(f"wrote {out / 'samples.txt'}; the model wrote:\n{preview(text)}\n{next_step(branch, text)}", file=sys.stderr)

@@ -461,3 +461,17 @@ def test_an_alice_recipe_trial_trains_on_the_training_head_alone_and_is_appended
     assert params["download-gutenberg"] | {"mirrors": None} == {"book_ids": [], "catalog": None,
                                                                 "texts": ["alice-training-head.txt"], "mirrors": None}
     shutil.rmtree(work)
+
+
+@pytest.mark.parametrize("method", ["tutorial", "ours"])
+def test_timed_training_runs_each_method_on_the_projects_windows(tmp_path, method):
+    """benchmarks/timed_training.py on a tiny project's data stages, for a few seconds: it reads
+    the mapped windows as train-lstm does, and writes its figures."""
+    from conftest import run_data_stages
+    run_data_stages(tmp_path, n_words=3000)
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks/timed_training.py"), method, "--project",
+                           str(tmp_path), "--minutes", "0.05", "--out", str(tmp_path / "out.json")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads((tmp_path / "out.json").read_text())
+    assert 0 < result["held_out_loss"] < math.log(60) + 1 and result["tokens_per_second"] > 0

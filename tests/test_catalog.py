@@ -106,7 +106,7 @@ def test_the_stage_downloads_the_books_the_catalogue_chooses_beside_book_ids(ser
     assert (in_tmp / "data/raw/pg12.txt").read_bytes() == server.files["/pg12.txt"]
     assert sorted(p.name for p in (in_tmp / "data").iterdir()) == ["raw"]  # the catalogue is not kept
     assert not (in_tmp / "data/raw/pg_catalog.csv").exists()
-    assert "4 books of Type Text match; taking the first 3" in capsys.readouterr().err
+    assert "4 books of Type Text match; taking the first 3 (1 of them in book_ids already)" in capsys.readouterr().err
 
 
 def test_gutenberg_mirror_serves_the_catalogue_first(server, in_tmp, monkeypatch):
@@ -129,6 +129,8 @@ def test_gutenberg_mirror_serves_the_catalogue_first(server, in_tmp, monkeypatch
     ({"where": {"Language": ""}}, r"where \{<column>: <text or list of texts>\}"),
     ({"where": {}, "count": 0}, r"count must be a whole number > 0, or null"),
     ({"where": {}, "sample_seed": 3}, r"sample_seed needs a count"),
+    ({"count": 3, "sample_seed": 2 ** 32}, r"sample_seed must be null, or a whole number >= 0 and < 2\*\*32"),
+    ({"where": {"Type": "Sound"}}, r"where cannot filter Type: the books are Type Text"),
 ])
 def test_bad_catalog_params_are_named_before_anything_is_fetched(server, in_tmp, catalog, problem):
     catalogue_params(in_tmp, server, catalog)
@@ -176,3 +178,11 @@ def test_a_catalogue_change_reruns_the_pipeline_only_when_it_changes_the_books(d
     assert repro(repo, env, "-f", "-s", "download-gutenberg") == ["download-gutenberg"]
     assert repro(repo, env, "window") == ["strip-boilerplate", "encode-vocab", "window"]
     assert [e["id"] for e in json.loads((repo / "data/raw/manifest.json").read_text())] == [1, 2, 3]
+
+
+def test_an_empty_catalog_takes_every_text_and_a_bom_is_no_column(server, in_tmp):
+    server.files["/pg_catalog.csv"] = b"\xef\xbb\xbf" + catalogue()
+    serve_books(server, [3, 5, 9, 12, 15, 20])
+    catalogue_params(in_tmp, server, {"url": server.url + "/pg_catalog.csv"}, book_ids=())
+    download_gutenberg.main()
+    assert [e["id"] for e in json.loads((in_tmp / "data/raw/manifest.json").read_text())] == [3, 5, 9, 12, 15, 20]

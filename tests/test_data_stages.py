@@ -18,7 +18,7 @@ from lstm_textgen.errors import UserError
 from lstm_textgen.cleaning import clean_text
 from conftest import ROOT, book_body, gutenberg_file, write_params
 from lstm_textgen import gutenberg
-from lstm_textgen import windows
+from lstm_textgen import shuffle, windows
 from lstm_textgen.branches import load_split
 
 
@@ -152,18 +152,18 @@ def test_windows_split_at_the_tail_and_say_where_each_window_starts():
 
 @pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 63, 64, 65, 1000, 4097])
 def test_an_epochs_shuffled_windows_are_each_window_once_drawn_from_seed_and_epoch(n):
-    order = windows.shuffled_windows(np.arange(n), n, seed=7, epoch=3)
+    order = shuffle.shuffled_windows(np.arange(n), n, seed=7, epoch=3)
     assert sorted(order) == list(range(n))  # a permutation: every window once per epoch
-    batch = windows.shuffled_windows(np.arange(n)[n // 2:n // 2 + 5], n, seed=7, epoch=3)
+    batch = shuffle.shuffled_windows(np.arange(n)[n // 2:n // 2 + 5], n, seed=7, epoch=3)
     assert np.array_equal(batch, order[n // 2:n // 2 + 5])  # any batch alone, as a resumed run asks for it
     if n >= 64:  # another epoch or seed: another order
-        assert not np.array_equal(order, windows.shuffled_windows(np.arange(n), n, seed=7, epoch=4))
-        assert not np.array_equal(order, windows.shuffled_windows(np.arange(n), n, seed=8, epoch=3))
+        assert not np.array_equal(order, shuffle.shuffled_windows(np.arange(n), n, seed=7, epoch=4))
+        assert not np.array_equal(order, shuffle.shuffled_windows(np.arange(n), n, seed=8, epoch=3))
 
 
 def test_the_shuffle_spreads_neighbouring_positions_over_the_whole_text():
     n = 100_000
-    order = windows.shuffled_windows(np.arange(n), n, seed=0, epoch=0)
+    order = shuffle.shuffled_windows(np.arange(n), n, seed=0, epoch=0)
     assert abs(np.corrcoef(np.arange(n), order)[0, 1]) < 0.01
     first_batch = order[:64]
     assert np.ptp(first_batch) > n / 2  # one batch's windows come from all over the text

@@ -71,6 +71,17 @@ def test_reads_a_tag_an_experiment_and_the_workspace_each_as_it_was(project):
     assert {p: (repo / p).read_bytes() for p in workspace} == workspace  # no checkout: the workspace untouched
 
 
+def test_without_a_prompt_each_revision_starts_from_the_same_window_of_its_validation_text(project):
+    """No prompt: the seed is a window of the validation text, read from the workspace's file or,
+    at a revision, from DVC's copy (the text is the same in all three here)."""
+    repo, env, _, _ = project
+    texts = [generate_cmd(repo, env, *rev, "--seed", "4", "--length", "20").stdout.rstrip("\n")
+             for rev in ([], ["--rev", "wide"], ["--rev", "v1"])]
+    assert all(len(t) == 120 for t in texts) and len({t[:100] for t in texts}) == 1  # 100 characters of seed
+    corpus = (repo / "data/clean/corpus.txt").read_text(encoding="utf-8")
+    assert texts[0][:100] in corpus[-len(corpus) // 10 - 100:]  # a window of the held-out tail
+
+
 def test_a_second_clone_with_only_git_and_the_remote_generates_the_same_text(project, tmp_path):
     repo, env, _, v1 = project
     clone = tmp_path / "teammate"
@@ -253,24 +264,47 @@ def test_interactive_on_a_terminal_shows_a_banner_a_prompt_and_sets_the_text_apa
     assert len(generated) >= 10, repr(text)  # the model's own characters follow the dimmed prompt
 
 
-def test_a_commit_from_before_the_windows_were_npy_files_still_gives_validation_seeds(monkeypatch):
-    """Older commits hold the char branch's validation text in data/windows/val.npz: generate
-    --rev (and the results page's box) still starts from its windows there."""
+def test_validation_seeds_are_read_where_they_are_in_either_layout_of_a_commit(monkeypatch):
+    """At a revision, the validation text comes from git or DVC as an open file: generate reads
+    only the seed windows from it (data/windows/val.npy), or, for commits from before
+    data/windows/, loads the small data/windows/val.npz those hold."""
+    import contextlib
     import io
     import numpy as np
     from lstm_textgen import audit
     from lstm_textgen.branches import branch_spec
     from lstm_textgen.generate import Model
+    from lstm_textgen.sampling import validation_seeds
     tokens = (np.arange(300) % 7).astype(np.uint8)
-    old = io.BytesIO()
+    new, old = io.BytesIO(), io.BytesIO()
+    np.save(new, tokens)
     np.savez(old, tokens=tokens, starts=np.arange(0, 280, 20), seq_length=np.int64(20))
-    at_rev = {"data/windows/val.npz": old.getvalue()}
-    monkeypatch.setattr(audit, "read_bytes", lambda path, rev, repo=None: at_rev.get(path) if rev == "abc" else None)
+    at_rev, reads = {}, []
+
+    class Counted(io.BytesIO):
+        def read(self, *size):
+            reads.append(size)
+            return super().read(*size)
+
+    @contextlib.contextmanager
+    def opened(path, rev, repo=None):
+        yield Counted(at_rev[path]) if rev == "abc" and path in at_rev else None
+
+    monkeypatch.setattr(audit, "opened", opened)
     model = Model.__new__(Model)  # the rest of a Model (weights, vocabulary) plays no part here
     model.spec, model.rev, model.repo, model.commit, model.branch, model._val = \
         branch_spec("char"), "old-run", None, "abc", "char", None
-    assert np.array_equal(model.validation_tokens(), tokens)
+    expected = [ids for _, ids in validation_seeds(tokens, 10, 3, np.random.default_rng(5))]
+    for layout in ({"data/windows/val.npy": new.getvalue()}, {"data/windows/val.npz": old.getvalue()}):
+        at_rev.clear()
+        at_rev.update(layout)
+        reads.clear()
+        seeds = model.validation_seeds(10, 3, np.random.default_rng(5))
+        assert all(np.array_equal(a, b) for a, b in zip(seeds, expected, strict=True))
+    at_rev.update({"data/windows/val.npy": new.getvalue()})
+    reads.clear()
+    model.validation_seeds(10, 3, np.random.default_rng(5))
+    assert all(size and size[0] <= 128 for size in reads)  # the header and three windows: never the whole file
     at_rev.clear()
-    model._val = None
     with pytest.raises(UserError, match=r"^no file data/windows/val.npy at old-run; train it there"):
-        model.validation_tokens()
+        model.validation_seeds(10, 3, np.random.default_rng(5))

@@ -239,6 +239,22 @@ def test_a_checkpoint_made_with_other_params_starts_fresh_saying_which(runs, tmp
     starts_fresh(runs[1], tmp_path / "work", "units", units=48)
 
 
+def test_windows_cut_again_with_another_step_make_the_checkpoint_another_runs(runs, tmp_path):
+    """Another window.step leaves train.npy and val.npy byte for byte as they were; windows.json
+    says where the windows start now, so the checkpoint made on the old windows is not resumed."""
+    work = tmp_path / "work"
+    shutil.copytree(runs[1], work)
+    ids = {name: (work / "data/windows" / name).read_bytes() for name in ("train.npy", "val.npy")}
+    write_params(work, **{**TINY, "window": {**TINY["window"], "step": TINY["window"]["step"] + 1}})
+    subprocess.run([sys.executable, str(ROOT / "stages/window.py")], cwd=work, check=True, capture_output=True)
+    assert {name: (work / "data/windows" / name).read_bytes() for name in ids} == ids
+    proc = train_in(work, epochs=1)
+    err = proc.communicate()[1]
+    assert proc.returncode == 0, err
+    assert ("starting fresh: the checkpoint in data/checkpoints/char was made with a different "
+            "data/windows/windows.json") in err
+
+
 # --- fine-tuning from a base model, killed and resumed -----------------------------------------
 
 def test_a_killed_fine_tuning_resumes_from_its_checkpoint_and_a_new_base_starts_afresh(tmp_path):
