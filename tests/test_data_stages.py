@@ -196,8 +196,13 @@ def test_windows_from_another_text_or_vocabulary_are_refused_by_name(in_tmp):
     with pytest.raises(UserError, match=r"data/windows/train.npy has no windows, or its windows.json describes another "
                                         r"text; run `dvc checkout data/windows` or `dvc repro -f window`"):
         load_split(Path("data/windows/train.npy"), {"tokens": ["x"] * 251}, "window")
+    (in_tmp / "data/windows/windows.json").write_text(json.dumps({"seq_length": 10, "val": layout["val"]}))
+    with pytest.raises(UserError, match=r"^data/windows/windows.json has no 'train' where the window layout of train "
+                                        r"should be; run `dvc checkout data/windows` or `dvc repro -f window`$"):
+        load_split(Path("data/windows/train.npy"), {"tokens": ["x"] * 251}, "window")
     (in_tmp / "data/windows/windows.json").unlink()
-    with pytest.raises(UserError, match=r"cannot read data/windows/train.npy \(.*windows.json.*\); run `dvc checkout"):
+    with pytest.raises(UserError, match=r"^cannot read data/windows/windows.json \(.*No such file.*\); run `dvc checkout "
+                                        r"data/windows` or `dvc repro -f window`$"):
         load_split(Path("data/windows/train.npy"), {"tokens": ["x"] * 251}, "window")
 
 
