@@ -82,18 +82,19 @@ def has_dvc_remote(repo: str | None) -> bool:
     return bool(Config(dvc_dir=str(Path(repo or ".") / ".dvc"))["remote"])
 
 
-def read_bytes(path: str, rev: str | None, repo: str | None = None) -> bytes | None:
+def read_bytes(path: str, rev: str | None, repo: str | None = None, *, from_git: bool = True) -> bytes | None:
     """The bytes of a file as opened() finds it; None when it is not there."""
-    with opened(path, rev, repo) as f:
+    with opened(path, rev, repo, from_git=from_git) as f:
         return None if f is None else f.read()
 
 
 @contextlib.contextmanager
-def opened(path: str, rev: str | None, repo: str | None = None):
+def opened(path: str, rev: str | None, repo: str | None = None, *, from_git: bool = True):
     """A file in the workspace (rev and repo None), at a commit, or in another clone of the
     project (`repo`, at `rev` or its default branch), open for reading bytes; None when it is
     not there. Files that git does not hold (DVC's outputs) come through dvc.api: from the cache,
-    or the DVC remote, read as the reader goes (seek to read a part of a large one)."""
+    or the DVC remote, read as the reader goes (seek to read a part of a large one). from_git
+    False: the caller knows git has no such file at `rev`, and asks DVC alone."""
     if rev is None and repo is None:
         try:
             f = open(path, "rb")
@@ -103,7 +104,7 @@ def opened(path: str, rev: str | None, repo: str | None = None):
         with f:
             yield f
         return
-    if repo is None:
+    if repo is None and from_git:
         proc = subprocess.run(["git", "show", f"{rev}:{path}"], capture_output=True)
         if proc.returncode == 0:
             yield io.BytesIO(proc.stdout)

@@ -146,12 +146,10 @@ class MappedVector:
         for first in range(self.start, self.stop, size):
             yield self._mapped(first, min(size, self.stop - first))
 
-    def read(self) -> np.ndarray:
-        """The slice's items, copied out of the map (for a short slice: this reads it all)."""
-        return np.array(self._mapped(self.start, len(self))) if len(self) else np.empty(0, self.dtype)
-
-    def __array__(self, dtype=None, copy=None) -> np.ndarray:  # np.asarray(a slice) reads it
-        return self.read() if dtype is None else self.read().astype(dtype)
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        """np.asarray(a slice): its items, copied out of the map (for a short slice: this reads it all)."""
+        items = np.array(self._mapped(self.start, len(self))) if len(self) else np.empty(0, self.dtype)
+        return items if dtype is None else items.astype(dtype)
 
     def gather(self, starts: np.ndarray, length: int) -> np.ndarray:
         """spans() of the vector, from a map of the file made for this call alone: unmapped on
@@ -170,13 +168,11 @@ def pieces_of(values, size: int = CHUNK) -> Iterable[np.ndarray]:
 
 
 class NpyFile:
-    """A 1-D array in a .npy file that is open for reading (git's or DVC's copy at another
+    """A 1-D array in a .npy file open for reading and seeking (git's or DVC's copy at another
     revision, which has no path of ours to map), read a slice at a time by seeking, so that a
-    few windows of a large text cost a few small reads. A file that cannot seek is read whole."""
+    few windows of a large text cost a few small reads."""
 
     def __init__(self, f):
-        if not f.seekable():
-            f = io.BytesIO(f.read())
         version = np.lib.format.read_magic(f)
         read_header = {(1, 0): np.lib.format.read_array_header_1_0,
                        (2, 0): np.lib.format.read_array_header_2_0}.get(version)

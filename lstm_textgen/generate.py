@@ -26,6 +26,7 @@ import json
 import os
 import secrets
 import sys
+import threading
 import zipfile
 
 import numpy as np
@@ -60,7 +61,7 @@ class Model:
         compiled()  # builds the C step now (or says, once, that NumPy's runs), not amid the first text
         self.vocab = json.loads(self._read(self.spec["vocab"]))
         check_model_matches(self.spec, self.stepper.vocab_size, self.vocab, self._where())
-        self._val = None
+        self._val, self._val_lock, self._open_files = None, threading.Lock(), contextlib.ExitStack()
 
     def _where(self) -> str:
         return (f" in {self.repo}" if self.repo else "") + (f" at {self.rev}" if self.rev else "")
@@ -79,38 +80,40 @@ class Model:
     def validation_seeds(self, seed_length: int, num: int, rng) -> list[np.ndarray]:
         """char: `num` windows of the validation text, chosen by the RNG as the sample stage
         chooses them, each read where it is: the text (a tenth of a shelf) is never loaded."""
-        with self._validation_file() as (f, path):
+        with self._val_lock:  # generate() may run in several threads: one seek and read at a time
             try:
-                if f.read(4) == b"PK\x03\x04":  # an .npz, from before data/windows/: small enough to load
-                    f.seek(0)
-                    with np.load(f, allow_pickle=False) as old:
-                        tokens = old["tokens"]
-                else:
-                    f.seek(0)
-                    tokens = NpyFile(f)
-                return [ids for _, ids in validation_seeds(tokens, seed_length, num, rng)]
-            except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as err:
-                raise UserError(f"cannot read {path}{self._where()} ({err}); run `dvc repro -f "
+                return [ids for _, ids in validation_seeds(self._validation(), seed_length, num, rng)]
+            except (OSError, ValueError, EOFError) as err:
+                raise UserError(f"cannot read {self.spec['val']}{self._where()} ({err}); run `dvc repro -f "
                                 f"{self.spec['upstream']}` there")
 
     def validation_rows(self) -> np.ndarray:
         """headlines: the validation headlines' rows of word ids (a few thousand: loaded)."""
-        if self._val is None:
-            with self._validation_file() as (f, _), np.load(f, allow_pickle=False) as rows:
-                self._val = rows["rows"]
-        return self._val
+        with self._val_lock:
+            return self._validation()
 
-    @contextlib.contextmanager
-    def _validation_file(self):
-        """The branch's validation file, open and seekable, and its path."""
-        from lstm_textgen.audit import opened
-        at, elsewhere = self.commit or self.rev, bool(self.rev or self.repo)
-        for path in (str(self.spec["val"]), *([OLD_CHAR_VAL] if elsewhere and self.branch == "char" else [])):
-            with opened(path, at, self.repo) as f:
-                if f is not None:
-                    yield (f if f.seekable() else io.BytesIO(f.read())), path
-                    return
-        self._read(self.spec["val"])  # which says it is missing, and what to do
+    def _validation(self):
+        """The branch's validation data, opened once: char, the text as an NpyFile over its file,
+        kept open; an older commit's char text, or the headlines' rows, loaded from their .npz."""
+        if self._val is None:
+            from lstm_textgen.audit import opened
+            at, elsewhere = self.commit or self.rev, bool(self.rev or self.repo)
+            for path in (str(self.spec["val"]), *([OLD_CHAR_VAL] if elsewhere and self.branch == "char" else [])):
+                if (f := self._open_files.enter_context(opened(path, at, self.repo))) is not None:
+                    break
+            else:
+                self._read(self.spec["val"])  # which says it is missing, and what to do
+            f = f if f.seekable() else io.BytesIO(f.read())
+            try:
+                if path.endswith(".npz"):
+                    with np.load(f, allow_pickle=False) as arrays:
+                        self._val = arrays["rows" if "rows" in arrays.files else "tokens"]
+                else:
+                    self._val = NpyFile(f)
+            except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as err:
+                raise UserError(f"cannot read {path}{self._where()} ({err}); run `dvc repro -f "
+                                f"{self.spec['upstream']}` there")
+        return self._val
 
     def provenance(self) -> dict:
         """What `lstm-textgen audit --json` says of these weights: the params and data upstream, the score."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import html
 import io
 import json
@@ -48,8 +49,9 @@ class GitFiles:
 
     def __init__(self):
         self.proc = subprocess.Popen(["git", "cat-file", "--batch"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self.read = functools.cache(self._read)  # a commit's files never change: the audits reread dvc.lock
 
-    def read(self, commit: str, path: str) -> bytes | None:
+    def _read(self, commit: str, path: str) -> bytes | None:
         self.proc.stdin.write(f"{commit}:{path}\n".encode())
         self.proc.stdin.flush()
         header = self.proc.stdout.readline().split()
@@ -174,7 +176,7 @@ def branch_record(run: dict, branch: str, files: GitFiles | None) -> dict | None
 
     def from_git_or_dvc(path: str) -> bytes | None:  # a file git lacks at that commit is a DVC output
         content = files.read(run["commit"], path)
-        return read_bytes(path, run["commit"]) if content is None else content
+        return read_bytes(path, run["commit"], from_git=False) if content is None else content
 
     try:
         reader = None if run["commit"] is None else from_git_or_dvc

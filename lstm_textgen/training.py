@@ -567,36 +567,33 @@ def saved_training_state(params: dict, vocab_size: int, folder: Path, steps: Pla
     [*model.weights, *model.optimizer.variables], read through a model of the same shape made
     on this process alone: reading the distributed model's variables would start collective
     operations that the other workers, which have no checkpoint, never join."""
+    import keras
+
     model, _ = compiled_model({**params, "distribute": "one_device"}, vocab_size, steps=steps)
-    model.optimizer.build(model.trainable_variables)
-    model.load_weights(folder / "backup" / "latest.weights.h5")
+    restore = keras.callbacks.BackupAndRestore(str(folder / "backup"), double_checkpoint=True, delete_checkpoint=False)
+    restore.set_model(model)
+    restore.on_train_begin()  # as fit() restores: from the copy kept of the epoch before if the latest is unreadable
     return [np.asarray(v.numpy()) for v in (*model.weights, *model.optimizer.variables)]
 
 
 def readable_training_state(params: dict, vocab_size: int, folder: Path, steps: Plan, fingerprint: dict, done: int,
                             note: str | None) -> tuple[list[np.ndarray] | None, int, str | None]:
-    """For a multi-worker resume, what one process's BackupAndRestore would resume from: the
-    checkpoint's latest weights; if they cannot be read, the copy it kept of the epoch before
-    (double_checkpoint's .bkp files, put back in their place as Keras does); else nothing, and
-    a fresh start. Returns the state, the epochs it holds and what to tell the user."""
+    """For a multi-worker resume, the checkpoint's state as one process's fit() would resume it
+    (saved_training_state: Keras' BackupAndRestore, which puts back the copy of the epoch before
+    when the latest weights cannot be read); else nothing, and a fresh start. Returns the state,
+    the epochs it holds and what to tell the user."""
     backup = folder / "backup"
     try:
-        return saved_training_state(params, vocab_size, folder, steps), done, note
+        state = saved_training_state(params, vocab_size, folder, steps)
     except (OSError, ValueError) as err:
-        problem = f"the weights in {backup} after epoch {done} cannot be read ({err})"
-    if (backup / "latest.weights.h5.bkp").is_file():
-        shutil.copyfile(backup / "latest.weights.h5.bkp", backup / "latest.weights.h5")
-        if (backup / "training_metadata.json.bkp").is_file():
-            shutil.copyfile(backup / "training_metadata.json.bkp", backup / "training_metadata.json")
-        else:
-            (backup / "training_metadata.json").unlink(missing_ok=True)
-        done, _ = prepare_checkpoint(folder, fingerprint)  # the copy's epochs; the logs cut to them
-        if done:
-            try:
-                return (saved_training_state(params, vocab_size, folder, steps), done,
-                        f"{problem}; resuming from the copy kept of epoch {done}")
-            except (OSError, ValueError) as err:
-                problem += f", nor can the copy kept of epoch {done} ({err})"
+        state, problem = None, f"the weights in {backup} cannot be read ({err})"
+    else:
+        restored, _ = prepare_checkpoint(folder, fingerprint)  # the epochs restored; the logs cut to them
+        if restored == done:
+            return state, done, note
+        problem = f"the weights in {backup} after epoch {done} cannot be read"
+        if restored:
+            return state, restored, f"{problem}; resuming from the copy kept of epoch {restored}"
     shutil.rmtree(folder)
     prepare_checkpoint(folder, fingerprint)
     return None, 0, f"starting fresh: {problem}"

@@ -1,7 +1,7 @@
 """Training and validation windows over a token sequence: the held-out tail, and where each
-window starts. Training is many-to-many: a window's inputs are
-tokens[s : s+seq_length] and its targets the same text shifted by one, so every position is a
-prediction (the tutorial predicted one character per window).
+window starts. Training is many-to-many: a window's inputs are tokens[s : s+seq_length] and its
+targets the same text shifted by one, so every position is a prediction (the tutorial predicted
+one character per window).
 
 Nothing here is an array as long as the corpus: a split's windows start every `step` tokens, so
 a window is its number (shuffle.py orders them for each epoch), and training's memory stays the

@@ -270,6 +270,7 @@ def test_validation_seeds_are_read_where_they_are_in_either_layout_of_a_commit(m
     data/windows/, loads the small data/windows/val.npz those hold."""
     import contextlib
     import io
+    import threading
     import numpy as np
     from lstm_textgen import audit
     from lstm_textgen.branches import branch_spec
@@ -286,25 +287,35 @@ def test_validation_seeds_are_read_where_they_are_in_either_layout_of_a_commit(m
             reads.append(size)
             return super().read(*size)
 
+    opens = []
+
     @contextlib.contextmanager
-    def opened(path, rev, repo=None):
+    def opened(path, rev, repo=None, from_git=True):
+        opens.append(path)
         yield Counted(at_rev[path]) if rev == "abc" and path in at_rev else None
 
     monkeypatch.setattr(audit, "opened", opened)
-    model = Model.__new__(Model)  # the rest of a Model (weights, vocabulary) plays no part here
-    model.spec, model.rev, model.repo, model.commit, model.branch, model._val = \
-        branch_spec("char"), "old-run", None, "abc", "char", None
+
+    def model_at_rev():  # the rest of a Model (weights, vocabulary) plays no part here
+        model = Model.__new__(Model)
+        model.spec, model.rev, model.repo, model.commit, model.branch = branch_spec("char"), "old-run", None, "abc", "char"
+        model._val, model._val_lock, model._open_files = None, threading.Lock(), contextlib.ExitStack()
+        return model
+
     expected = [ids for _, ids in validation_seeds(tokens, 10, 3, np.random.default_rng(5))]
     for layout in ({"data/windows/val.npy": new.getvalue()}, {"data/windows/val.npz": old.getvalue()}):
         at_rev.clear()
         at_rev.update(layout)
-        reads.clear()
-        seeds = model.validation_seeds(10, 3, np.random.default_rng(5))
+        seeds = model_at_rev().validation_seeds(10, 3, np.random.default_rng(5))
         assert all(np.array_equal(a, b) for a, b in zip(seeds, expected, strict=True))
     at_rev.update({"data/windows/val.npy": new.getvalue()})
+    model = model_at_rev()
+    opens.clear()
     reads.clear()
-    model.validation_seeds(10, 3, np.random.default_rng(5))
-    assert all(size and size[0] <= 128 for size in reads)  # the header and three windows: never the whole file
+    for _ in range(3):
+        model.validation_seeds(10, 3, np.random.default_rng(5))
+    assert opens == ["data/windows/val.npy"]  # opened once for the model's life, not once per text
+    assert all(size and size[0] <= 128 for size in reads)  # the header and the windows: never the whole file
     at_rev.clear()
     with pytest.raises(UserError, match=r"^no file data/windows/val.npy at old-run; train it there"):
-        model.validation_seeds(10, 3, np.random.default_rng(5))
+        model_at_rev().validation_seeds(10, 3, np.random.default_rng(5))
