@@ -3,7 +3,7 @@ stage's wall time and peak memory at every size, and train-lstm and the sample s
 1,000x, training for the same number of tokens at each so that its memory and speed compare.
 
     python benchmarks/scale.py                                       # about 6 minutes on 2 cores
-    python benchmarks/scale.py --sizes 1 10 --train-sizes 1 10       # one minute
+    python benchmarks/scale.py --sizes 1 10 --train-sizes 1 10 --rounds 1   # one minute
 
 Each corpus is made of the real books in LSTM_TEXTGEN_CORPORA (default ../shared/corpora), Alice
 first, then taken in turn, each added while it fits in the size (so a corpus is at most one
@@ -15,7 +15,8 @@ wall and CPU seconds, peak resident memory.
 
 Training (--train-sizes) is train-lstm with max_tokens: TRAIN_TOKENS, the same at every size, on
 a smaller model than the default (TRAIN_MODEL) so that it takes a minute on a CPU, then the
-sample stage on what it saved. Every size keeps WINDOW's val_fraction, a small one, so that
+sample stage on what it saved. Training runs --rounds times at each size, the sizes alternating,
+so that the machine's drift falls on each alike; each figure is the median, with its range. Every size keeps WINDOW's val_fraction, a small one, so that
 scoring the held-out text (which grows with the corpus; 10% of 1,000x is 15 million characters)
 does not hide the training speed in the tokens per second train-lstm reports. The default model
 is timed for one epoch on the smallest size, for its tokens per second.
@@ -29,6 +30,7 @@ import functools
 import json
 import os
 import shutil
+import statistics
 import sys
 import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -49,6 +51,7 @@ DATA_STAGES = ["download-gutenberg", "strip-boilerplate", "encode-vocab", "windo
 TRAIN_MODEL = {"layers": 1, "units": 128, "embedding_dim": 32, "batch_size": 128}
 TRAIN_TOKENS = 4_000_000  # at every size: 15 epochs of 1x, 3% of one of 1,000x
 WINDOW = {"val_fraction": 0.002}  # 300 held-out characters at 1x, 300,000 at 1,000x
+ROUNDS = 3
 MIB = 2 ** 20
 
 
@@ -132,16 +135,29 @@ def run_training(folder: Path, env: dict, model: dict, **budget) -> dict:
                      "tokens_per_second": metrics["tokens_per_second"]}
 
 
+def median_run(runs: list[dict]) -> dict:
+    """Each figure of several runs of train-lstm: its median, and its range under `<name>_range`."""
+    figures = {}
+    for name in runs[0]:
+        values = sorted(r[name] for r in runs)
+        figures[name] = values[len(values) // 2] if len(values) % 2 else round(statistics.median(values), 2)
+        if len(runs) > 1:
+            figures[f"{name}_range"] = [values[0], values[-1]]
+    return figures
+
+
 def model_name(model: dict) -> str:
     return (f"{model['layers']}x{model['units']} LSTM, embedding {model['embedding_dim']}, "
             f"batch {model['batch_size']}")
 
 
-def measure(work: Path, sizes: list[int], train_sizes: list[int], corpora: Path, with_default_model: bool) -> dict:
-    """The data stages at every size of `sizes`; train-lstm and the sample stage at `train_sizes` too."""
+def measure(work: Path, sizes: list[int], train_sizes: list[int], corpora: Path, with_default_model: bool,
+            rounds: int = ROUNDS) -> dict:
+    """The data stages at every size of `sizes`; train-lstm (`rounds` times, the sizes
+    alternating) and the sample stage at `train_sizes` too."""
     books_bytes = {name: (corpora / name).stat().st_size for name in BOOKS}
     alice = books_bytes[BOOKS[0]]
-    env, runs = stage_env(), {}
+    env, runs, to_train = stage_env(), {}, {}
     for multiple in sorted({*sizes, *train_sizes}):
         books = corpus_books(multiple * alice, books_bytes)
         label = f"{multiple}x"
@@ -149,14 +165,23 @@ def measure(work: Path, sizes: list[int], train_sizes: list[int], corpora: Path,
         folder = work / label
         folder.mkdir()
         run = run_data_stages(folder, [corpora / b for b in books], env, window=WINDOW)
-        if multiple in train_sizes:
-            run["train-lstm"] = run_training(folder, env, TRAIN_MODEL, epochs=10 ** 6, max_tokens=TRAIN_TOKENS)
-            run["sample"] = run_stage(folder, "sample", env, "char")
-        if multiple != min(sizes):  # its files are large: gone as soon as measured (the default model trains on 1x)
-            shutil.rmtree(folder)
         runs[label] = run | {"books": len(books), "multiple": round(run["bytes"]["raw"] / alice, 2)}
+        if multiple in train_sizes:
+            to_train[label] = folder
+        elif multiple != min(sizes):  # its files are large: gone as soon as measured (the default model trains on 1x)
+            shutil.rmtree(folder)
+    trained = {label: [] for label in to_train}
+    for round_ in range(rounds):
+        for label, folder in to_train.items():
+            print(f"scale benchmark: train-lstm at {label}, round {round_ + 1} of {rounds}…", file=sys.stderr)
+            trained[label].append(run_training(folder, env, TRAIN_MODEL, epochs=10 ** 6, max_tokens=TRAIN_TOKENS))
+    for label, folder in to_train.items():
+        runs[label] |= {"train-lstm": median_run(trained[label]), "sample": run_stage(folder, "sample", env, "char")}
+        if label != f"{min(sizes)}x":
+            shutil.rmtree(folder)
     result = {"machine": machine(), "download_pool": POOL_SIZE, "train_model": model_name(TRAIN_MODEL),
-              "train_tokens": TRAIN_TOKENS, "window": WINDOW, "alice_bytes": alice, "runs": runs}
+              "train_tokens": TRAIN_TOKENS, "train_rounds": rounds, "window": WINDOW, "alice_bytes": alice,
+              "runs": runs}
     if with_default_model:
         first = f"{min(sizes)}x"
         print(f"scale benchmark: the default model, one epoch on {first}…", file=sys.stderr)
@@ -199,10 +224,16 @@ def report(result: dict) -> str:
                   f"{r['bytes']['raw'] / MIB / r['download-gutenberg']['seconds']:.0f} MiB/s at {r['multiple']}x"
                   for r in runs)]
     if trained:
+        def spread(cost, name, unit=""):
+            low, high = cost.get(f"{name}_range", [cost[name]] * 2)
+            return f"{cost[name]:,}{unit} ({low:,} to {high:,})" if low != high else f"{cost[name]:,}{unit}"
+
         speed = [r["train-lstm"]["tokens_per_second"] for r in trained]
-        lines.append(f"training throughput, {result['train_model']}: " + ", ".join(
-            f"{s:,} tokens/s at {r['multiple']}x" for s, r in zip(speed, trained))
-            + f"; the largest size at {speed[-1] / speed[0]:.3f}x the smallest's")
+        lines.append(f"training, {result['train_model']}, median of {result.get('train_rounds', 1)} run(s) a size "
+                     f"(range): " + ", ".join(f"{spread(r['train-lstm'], 'tokens_per_second')} tokens/s and peak "
+                                              f"{spread(r['train-lstm'], 'peak_mib', ' MiB')} at {r['multiple']}x"
+                                              for r in trained)
+                     + f"; the largest size at {speed[-1] / speed[0]:.3f}x the smallest's speed")
         growth = {stage: trained[-1][stage]["peak_mib"] - trained[0][stage]["peak_mib"] for stage in ("train-lstm", "sample")}
         lines.append(f"peak memory from {trained[0]['multiple']}x to {trained[-1]['multiple']}x: "
                      + ", ".join(f"{stage} {g:+.1f} MiB" for stage, g in growth.items()))
@@ -221,6 +252,8 @@ def main() -> None:
                         help="multiples of Alice for train-lstm and the sample stage too (default 1 1000)")
     parser.add_argument("--no-default-model", action="store_true",
                         help="skip timing the default model on the smallest size")
+    parser.add_argument("--rounds", type=int, default=ROUNDS,
+                        help=f"train-lstm runs at each training size, alternating (default {ROUNDS})")
     parser.add_argument("--out", type=Path, default=ROOT / "metrics/benchmarks.json")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, data)")
     args = parser.parse_args()
@@ -228,7 +261,7 @@ def main() -> None:
         sys.exit(f"{CORPORA} does not hold {', '.join(BOOKS)}: set LSTM_TEXTGEN_CORPORA to a folder that does")
 
     with work_folder("lstm-textgen-scale-", args.keep, "the logs and the data") as work:
-        result = measure(work, args.sizes, args.train_sizes, CORPORA, not args.no_default_model)
+        result = measure(work, args.sizes, args.train_sizes, CORPORA, not args.no_default_model, args.rounds)
     results = json.loads(args.out.read_text()) if args.out.exists() else {}
     write_json(args.out, results | {"scale": result})
     print(report(result))

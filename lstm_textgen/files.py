@@ -3,7 +3,7 @@ in the same directory and renamed into place only once it is whole.
 
 Large inputs and outputs are read and written in pieces of CHUNK bytes of text or token ids, so
 a stage's memory does not grow with the corpus: text through `text_pieces`, arrays through
-`MappedVector` (reading a .npy: in pieces, or the windows of a batch) and `write_npy`, `write_npz`
+`MappedVector` (reading a .npy: in mapped pieces, or the windows of a batch) and `write_npy`, `write_npz`
 (writing)."""
 
 from __future__ import annotations
@@ -112,9 +112,9 @@ def text_pieces(path, size: int = CHUNK) -> Iterator[str]:
 @dataclass(frozen=True)
 class MappedVector:
     """A 1-D array in a .npy file, read piece by piece, each piece memory-mapped only while it is
-    used. The pages a map has read count in the process' resident memory until it is unmapped,
-    so one map of the whole file would make the process as large as the file. Slicing gives
-    another MappedVector and reads nothing."""
+    used, or a batch's windows at a time (gather). The pages a map has read count in the
+    process' resident memory until it is unmapped, so one map of the whole file would make the
+    process as large as the file. Slicing gives another MappedVector and reads nothing."""
     path: Path
     dtype: np.dtype
     offset: int  # of the data, in bytes
@@ -152,9 +152,24 @@ class MappedVector:
         return items if dtype is None else items.astype(dtype)
 
     def gather(self, starts: np.ndarray, length: int) -> np.ndarray:
-        """spans() of the vector, from a map of the file made for this call alone: unmapped on
-        return, the pages it read leave the process' memory."""
-        return spans(self._mapped(self.start, len(self)), starts, length)
+        """spans() of the vector, each read from the file by itself (pread into its row). Not
+        through a map: a fault in a map brings the whole cached folio around it into the process
+        (up to 2 MiB on ext4), so one map of a batch's scattered windows held some 70 MiB while
+        it lived. Reads leave only the rows in the process, and the file in the page cache."""
+        starts = np.asarray(starts, dtype=np.int64)
+        if len(starts) and (starts.min() < 0 or starts.max() + length > len(self)):
+            raise IndexError(f"spans of {length} from {starts.min()} to {starts.max()}: "
+                             f"outside {self.path}'s {len(self)} items")
+        rows = np.empty((len(starts), length), self.dtype)
+        size = self.dtype.itemsize
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            for row, first in zip(rows, (self.start + starts).tolist()):
+                if os.preadv(fd, [row], self.offset + first * size) != row.nbytes:
+                    raise EOFError(f"{self.path} ends before item {first + length} (shortened while read?)")
+        finally:
+            os.close(fd)
+        return rows
 
 
 def spans(values, starts: np.ndarray, length: int) -> np.ndarray:

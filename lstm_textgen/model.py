@@ -382,8 +382,8 @@ def epoch_batches(items: np.ndarray, batch_size: int, shuffle_seed: int | None =
 
 def window_dataset(split: dict, batch_size: int, shuffle_seed: int | None = None,
                    first_epoch: int = 0) -> tf.data.Dataset:
-    """Batches of (inputs, targets) gathered batch by batch from the split's memory-mapped text
-    (`tokens`, a MappedVector; window i starts at i * `step`): a window is tokens[s : s+seq_length]
+    """Batches of (inputs, targets) read batch by batch from the split's text file (`tokens`, a
+    MappedVector; window i starts at i * `step`): a window is tokens[s : s+seq_length]
     and its targets the same span shifted by one. Nothing as long as the text is ever held, so
     training's memory is the same for a book and a shelf. Without a seed: one pass, in order.
     With one: an endless run of epochs from `first_epoch` on, epoch e in the order
@@ -395,7 +395,7 @@ def window_dataset(split: dict, batch_size: int, shuffle_seed: int | None = None
     # a text in memory (the benchmarks' own splits) is read where it is
     take = tokens.gather if isinstance(tokens, MappedVector) else lambda starts, count: spans(tokens, starts, count)
 
-    def gather(epoch, positions):  # in NumPy: the map is read where the batch's windows are
+    def gather(epoch, positions):  # in NumPy: the file is read where the batch's windows are
         picked = positions if shuffle_seed is None else shuffled_windows(positions, n, shuffle_seed, int(epoch))
         return take(picked * step, length)
 

@@ -69,6 +69,36 @@ def test_a_corpus_takes_the_books_in_turn_while_they_fit():
     assert scale.corpus_books(50, sizes) == []
 
 
+def test_repeated_training_runs_give_each_figure_as_its_median_and_range():
+    runs = [{"tokens_per_second": 100, "peak_mib": 810.0}, {"tokens_per_second": 90, "peak_mib": 812.5},
+            {"tokens_per_second": 120, "peak_mib": 806.0}]
+    assert scale.median_run(runs) == {"tokens_per_second": 100, "tokens_per_second_range": [90, 120],
+                                      "peak_mib": 810.0, "peak_mib_range": [806.0, 812.5]}
+    assert scale.median_run(runs[:2])["tokens_per_second"] == 95
+    assert scale.median_run(runs[:1]) == runs[0]  # one run: no range
+
+
+def test_the_scale_report_gives_the_training_speed_ratio_of_medians_with_their_ranges():
+    data = {stage: {"seconds": 1.0, "cpu_seconds": 1.0, "peak_mib": 40.0} for stage in scale.DATA_STAGES}
+
+    def size(multiple, speeds, peaks):
+        training = scale.median_run([{"seconds": 40.0, "cpu_seconds": 60.0, "peak_mib": peak, "tokens_per_second": speed}
+                                     for speed, peak in zip(speeds, peaks)])
+        return {**data, "train-lstm": training, "sample": {"seconds": 1.0, "cpu_seconds": 1.0, "peak_mib": 41.0},
+                "bytes": {"raw": multiple * 1000, "clean": multiple * 950}, "tokens": multiple * 900,
+                "books": multiple, "multiple": multiple}
+
+    result = {"machine": {"cpu": "a CPU", "cores": 2}, "download_pool": 4, "train_model": "1x8 LSTM",
+              "train_tokens": 1000, "train_rounds": 3, "window": {"val_fraction": 0.002},
+              "runs": {"1x": size(1, [100, 90, 120], [800.0, 801.0, 805.0]),
+                       "1000x": size(1000, [80, 95, 110], [802.0, 808.0, 803.0])}}
+    text = scale.report(result)
+    assert "median of 3 run(s) a size" in text
+    assert "100 (90 to 120) tokens/s and peak 801.0 MiB (800.0 to 805.0) at 1x" in text
+    assert "the largest size at 0.950x the smallest's speed" in text
+    assert "train-lstm +2.0 MiB" in text
+
+
 def test_a_measured_command_reports_its_own_peak_memory_not_ours(tmp_path):
     """Linux carries a process's peak memory into the processes it starts: measured() must not."""
     ours = bytearray(300 * 2**20)  # this process at 300 MiB and more
