@@ -140,7 +140,8 @@ def median_run(runs: list[dict]) -> dict:
     figures = {}
     for name in runs[0]:
         values = sorted(r[name] for r in runs)
-        figures[name] = values[len(values) // 2] if len(values) % 2 else round(statistics.median(values), 2)
+        median = statistics.median(values)
+        figures[name] = round(median) if all(isinstance(v, int) for v in values) else round(median, 2)
         if len(runs) > 1:
             figures[f"{name}_range"] = [values[0], values[-1]]
     return figures
@@ -229,8 +230,10 @@ def report(result: dict) -> str:
             return f"{cost[name]:,}{unit} ({low:,} to {high:,})" if low != high else f"{cost[name]:,}{unit}"
 
         speed = [r["train-lstm"]["tokens_per_second"] for r in trained]
-        lines.append(f"training, {result['train_model']}, median of {result.get('train_rounds', 1)} run(s) a size "
-                     f"(range): " + ", ".join(f"{spread(r['train-lstm'], 'tokens_per_second')} tokens/s and peak "
+        rounds = result.get("train_rounds", 1)
+        lines.append(f"training, {result['train_model']}, " + ("one run a size: " if rounds == 1 else
+                                                              f"median of {rounds} runs a size (range): ")
+                     + ", ".join(f"{spread(r['train-lstm'], 'tokens_per_second')} tokens/s and peak "
                                               f"{spread(r['train-lstm'], 'peak_mib', ' MiB')} at {r['multiple']}x"
                                               for r in trained)
                      + f"; the largest size at {speed[-1] / speed[0]:.3f}x the smallest's speed")
@@ -244,6 +247,12 @@ def report(result: dict) -> str:
     return "\n".join(lines)
 
 
+def at_least_one(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return int(text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 10, 100, 1000],
@@ -252,7 +261,7 @@ def main() -> None:
                         help="multiples of Alice for train-lstm and the sample stage too (default 1 1000)")
     parser.add_argument("--no-default-model", action="store_true",
                         help="skip timing the default model on the smallest size")
-    parser.add_argument("--rounds", type=int, default=ROUNDS,
+    parser.add_argument("--rounds", type=at_least_one, default=ROUNDS,
                         help=f"train-lstm runs at each training size, alternating (default {ROUNDS})")
     parser.add_argument("--out", type=Path, default=ROOT / "metrics/benchmarks.json")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, data)")

@@ -158,15 +158,16 @@ class MappedVector:
         it lived. Reads leave only the rows in the process, and the file in the page cache."""
         starts = np.asarray(starts, dtype=np.int64)
         if len(starts) and (starts.min() < 0 or starts.max() + length > len(self)):
-            raise IndexError(f"spans of {length} from {starts.min()} to {starts.max()}: "
-                             f"outside {self.path}'s {len(self)} items")
+            raise IndexError(f"spans of {length} items starting from {starts.min()} to {starts.max()}: outside "
+                             f"the {len(self)} items {self.start} to {self.stop} of {self.path}")
         rows = np.empty((len(starts), length), self.dtype)
         size = self.dtype.itemsize
         fd = os.open(self.path, os.O_RDONLY)
         try:
             for row, first in zip(rows, (self.start + starts).tolist()):
                 if os.preadv(fd, [row], self.offset + first * size) != row.nbytes:
-                    raise EOFError(f"{self.path} ends before item {first + length} (shortened while read?)")
+                    raise EOFError(f"{self.path} ends before item {first + length}: it was shortened while "
+                                   f"being read; restore it (`dvc checkout`) and run again")
         finally:
             os.close(fd)
         return rows

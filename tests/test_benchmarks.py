@@ -75,6 +75,7 @@ def test_repeated_training_runs_give_each_figure_as_its_median_and_range():
     assert scale.median_run(runs) == {"tokens_per_second": 100, "tokens_per_second_range": [90, 120],
                                       "peak_mib": 810.0, "peak_mib_range": [806.0, 812.5]}
     assert scale.median_run(runs[:2])["tokens_per_second"] == 95
+    assert isinstance(scale.median_run(runs[:2])["tokens_per_second"], int)  # printed as 95, not 95.0
     assert scale.median_run(runs[:1]) == runs[0]  # one run: no range
 
 
@@ -93,7 +94,7 @@ def test_the_scale_report_gives_the_training_speed_ratio_of_medians_with_their_r
               "runs": {"1x": size(1, [100, 90, 120], [800.0, 801.0, 805.0]),
                        "1000x": size(1000, [80, 95, 110], [802.0, 808.0, 803.0])}}
     text = scale.report(result)
-    assert "median of 3 run(s) a size" in text
+    assert "median of 3 runs a size (range)" in text
     assert "100 (90 to 120) tokens/s and peak 801.0 MiB (800.0 to 805.0) at 1x" in text
     assert "the largest size at 0.950x the smallest's speed" in text
     assert "train-lstm +2.0 MiB" in text

@@ -185,6 +185,25 @@ def test_the_window_stage_writes_the_ids_to_map_and_their_layout(in_tmp):
     assert np.array_equal(train["tokens"].gather(np.array([0, 3 * 263]), 11), [ids[0:11], ids[789:800]])
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_a_batch_of_windows_is_read_from_any_slice_of_the_file_and_its_bounds_are_named(tmp_path, dtype):
+    ids = (np.arange(10_000) % 7_000).astype(dtype)
+    files.write_npy(tmp_path / "ids.npy", ids)
+    tail = files.MappedVector.open(tmp_path / "ids.npy")[5_000:]
+    starts = np.array([0, 17, 4_989, 3])
+    assert np.array_equal(tail.gather(starts, 11), ids[5_000:][starts[:, None] + np.arange(11)])
+    assert tail.gather(np.array([], dtype=np.int64), 11).shape == (0, 11)
+    with pytest.raises(IndexError, match=r"outside the 5000 items 5000 to 10000 of .*ids\.npy"):
+        tail.gather(np.array([4_990]), 11)
+    with pytest.raises(IndexError):
+        tail.gather(np.array([-1]), 11)
+    whole = files.MappedVector.open(tmp_path / "ids.npy")
+    with open(tmp_path / "ids.npy", "r+b") as f:  # shortened after it was opened
+        f.truncate(f.seek(0, 2) - 100 * ids.itemsize)
+    with pytest.raises(EOFError, match=r"ids\.npy ends before item 10000: .*restore it"):
+        whole.gather(np.array([9_989]), 11)
+
+
 def test_windows_from_another_text_or_vocabulary_are_refused_by_name(in_tmp):
     write_params(in_tmp, window={"seq_length": 10, "step": 3, "val_fraction": 0.2})
     files.write_npy(in_tmp / "data/vocab/ids.npy", (np.arange(1000) % 251).astype(np.uint8))
