@@ -122,7 +122,7 @@ def main() -> None:
         batch = params["batch_size"]
         dataset = lstm.split_dataset(train, vocab, batch, shuffle_seed=params["seed"])
         log_probs, fit_args = ours_log_probs, (dataset,)
-        data_bytes = 0  # the text stays in its file, mapped a batch's windows at a time
+        data_bytes = 0  # the text stays in its file, read a batch's windows at a time
         targets_per_batch = batch * train["seq_length"]  # a character at every position
     prepare_seconds = time.monotonic() - started
 

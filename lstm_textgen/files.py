@@ -152,7 +152,8 @@ class MappedVector:
         return items if dtype is None else items.astype(dtype)
 
     def gather(self, starts: np.ndarray, length: int) -> np.ndarray:
-        """spans() of the vector, each read from the file by itself (pread into its row). Not
+        """The spans of `length` items from each of `starts`, each read from the file by itself
+        (pread into its row), as the rows of a new array. Not
         through a map: a fault in a map brings the whole cached folio around it into the process
         (up to 2 MiB on ext4), so one map of a batch's scattered windows held some 70 MiB while
         it lived. Reads leave only the rows in the process, and the file in the page cache."""
@@ -174,7 +175,10 @@ class MappedVector:
 
 
 def spans(values, starts: np.ndarray, length: int) -> np.ndarray:
-    """The spans values[s : s + length] for each s of `starts`, as the rows of a new array."""
+    """The spans values[s : s + length] for each s of `starts`, as the rows of a new array: read
+    from the file for a MappedVector (gather), indexed in memory for an array."""
+    if isinstance(values, MappedVector):
+        return values.gather(starts, length)
     return np.asarray(values[np.asarray(starts, dtype=np.int64)[:, None] + np.arange(length)])
 
 

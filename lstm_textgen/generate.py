@@ -84,8 +84,7 @@ class Model:
             try:
                 return [ids for _, ids in validation_seeds(self._validation(), seed_length, num, rng)]
             except (OSError, ValueError, EOFError) as err:
-                raise UserError(f"cannot read {self.spec['val']}{self._where()} ({err}); run `dvc repro -f "
-                                f"{self.spec['upstream']}` there")
+                raise self._unreadable(self.spec["val"], err)
 
     def validation_rows(self) -> np.ndarray:
         """headlines: the validation headlines' rows of word ids (a few thousand: loaded)."""
@@ -111,9 +110,11 @@ class Model:
                 else:
                     self._val = NpyFile(f)
             except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as err:
-                raise UserError(f"cannot read {path}{self._where()} ({err}); run `dvc repro -f "
-                                f"{self.spec['upstream']}` there")
+                raise self._unreadable(path, err)
         return self._val
+
+    def _unreadable(self, path, err: Exception) -> UserError:
+        return UserError(f"cannot read {path}{self._where()} ({err}); run `dvc repro -f {self.spec['upstream']}` there")
 
     def provenance(self) -> dict:
         """What `lstm-textgen audit --json` says of these weights: the params and data upstream, the score."""

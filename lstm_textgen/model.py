@@ -96,7 +96,7 @@ import numpy as np  # noqa: E402
 
 from lstm_textgen.cpu_lstm import CpuLSTM  # noqa: E402
 from lstm_textgen.errors import UserError  # noqa: E402
-from lstm_textgen.files import MappedVector, spans  # noqa: E402
+from lstm_textgen.files import spans  # noqa: E402
 from lstm_textgen.shuffle import shuffled_windows  # noqa: E402
 
 
@@ -392,12 +392,10 @@ def window_dataset(split: dict, batch_size: int, shuffle_seed: int | None = None
     tokens, n, step, length = split["tokens"], split["windows"], split["step"], split["seq_length"] + 1
     if n < 1:
         raise ValueError("a split without windows: its epochs would never end")
-    # a text in memory (the benchmarks' own splits) is read where it is
-    take = tokens.gather if isinstance(tokens, MappedVector) else lambda starts, count: spans(tokens, starts, count)
 
     def gather(epoch, positions):  # in NumPy: the file is read where the batch's windows are
         picked = positions if shuffle_seed is None else shuffled_windows(positions, n, shuffle_seed, int(epoch))
-        return take(picked * step, length)
+        return spans(tokens, picked * step, length)  # the file's, or a text in memory (the benchmarks')
 
     def windows(epoch, positions):
         rows = tf.numpy_function(gather, [epoch, positions], tf.as_dtype(tokens.dtype), stateful=False)

@@ -38,7 +38,6 @@ def make_windows(ids, seq_length: int, step: int, val_fraction: float) -> tuple[
     steps = {"train": step, "val": seq_length}
     splits = {"train": train, "val": val}
     layout = {"seq_length": seq_length,
-              **{name: {"tokens": len(tokens), "step": steps[name],
-                        "windows": window_count(len(tokens), seq_length, steps[name])}
+              **{name: {"step": steps[name], "windows": window_count(len(tokens), seq_length, steps[name])}
                  for name, tokens in splits.items()}}
     return splits, layout

@@ -4,9 +4,10 @@
 
 Params: the `window` section of params.yaml (seq_length, step, val_fraction).
 Reads:  data/vocab/ids.npy.
-Writes: data/windows/: train.npy and val.npy, each split's token ids once (training maps them,
-        so its memory does not grow with the corpus), and windows.json: seq_length, and each
-        split's step and window count (a window starts every `step` tokens).
+Writes: data/windows/: train.npy and val.npy, each split's token ids once (training reads a
+        batch's windows at a time, so its memory does not grow with the corpus), and
+        windows.json: seq_length, and each split's step and window count (a window starts every
+        `step` tokens).
 
 The validation text is the contiguous tail of the corpus (windows cut at random would overlap
 training windows and leak). The ids are read through memory maps, a piece at a time.

@@ -506,3 +506,5 @@ def test_timed_training_runs_each_method_on_the_projects_windows(tmp_path, metho
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads((tmp_path / "out.json").read_text())
     assert 0 < result["held_out_loss"] < math.log(60) + 1 and result["tokens_per_second"] > 0
+    assert result["method"] == method and result["held_out_characters"] > 0
+    assert (result["training_data_mib"] > 0) == (method == "tutorial")  # only the tutorial's way holds the windows

@@ -145,6 +145,7 @@ def test_a_bad_catalogue_fails_the_stage_and_leaves_the_data_as_it_was(server, i
     catalogue_params(in_tmp, server, {"url": server.url + "/pg_catalog.csv", "count": 1})
     download_gutenberg.main()
     before = (in_tmp / "data/raw/manifest.json").read_bytes()
+    data = {p: p.read_bytes() for p in (in_tmp / "data").rglob("*") if p.is_file()}
     server.files["/pg_catalog.csv"] = b"id,kind\n1,Text\n"
     with pytest.raises(UserError, match=r"has no Text# or Type column"):
         download_gutenberg.main()
@@ -153,6 +154,7 @@ def test_a_bad_catalogue_fails_the_stage_and_leaves_the_data_as_it_was(server, i
                                         r".csv: HTTP 404"):
         download_gutenberg.main()
     assert (in_tmp / "data/raw/manifest.json").read_bytes() == before
+    assert {p: p.read_bytes() for p in (in_tmp / "data").rglob("*") if p.is_file()} == data  # every file as it was
     assert sorted(p.name for p in (in_tmp / "data").iterdir()) == ["raw"]
 
 

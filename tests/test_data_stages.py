@@ -144,10 +144,12 @@ def test_windows_split_at_the_tail_and_say_where_each_window_starts():
     ids = np.arange(1000) % 251
     splits, layout = windows.make_windows(ids.astype(np.uint8), seq_length=10, step=3, val_fraction=0.2)
     assert np.array_equal(np.concatenate([splits["train"], splits["val"]]), ids)
-    assert layout == {"seq_length": 10, "train": {"tokens": 800, "step": 3, "windows": 264},
-                      "val": {"tokens": 200, "step": 10, "windows": 19}}  # held-out windows do not overlap
-    last = 3 * (264 - 1)
-    assert last + 10 < 800 <= last + 10 + 3  # the last window (inputs and shifted targets) fits, and no more do
+    assert (len(splits["train"]), len(splits["val"])) == (800, 200)
+    assert layout == {"seq_length": 10, "train": {"step": 3, "windows": 264},
+                      "val": {"step": 10, "windows": 19}}  # held-out windows do not overlap
+    train, seq_length = layout["train"], layout["seq_length"]
+    last = train["step"] * (train["windows"] - 1)
+    assert last + seq_length < len(splits["train"]) <= last + seq_length + train["step"]  # the last fits, no more do
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 63, 64, 65, 1000, 4097])
@@ -179,7 +181,7 @@ def test_the_window_stage_writes_the_ids_to_map_and_their_layout(in_tmp):
     assert sorted(p.name for p in out.iterdir()) == ["train.npy", "val.npy", "windows.json"]
     assert np.array_equal(np.load(out / "train.npy", mmap_mode="r"), ids[:800])
     assert np.array_equal(np.load(out / "val.npy", mmap_mode="r"), ids[800:])
-    assert json.loads((out / "windows.json").read_text())["train"] == {"tokens": 800, "step": 3, "windows": 264}
+    assert json.loads((out / "windows.json").read_text())["train"] == {"step": 3, "windows": 264}  # the ids: 800
     train = load_split(out / "train.npy", {"tokens": [chr(i) for i in range(251)]}, "window")
     assert (train["seq_length"], train["step"], train["windows"]) == (10, 3, 264)
     assert np.array_equal(train["tokens"].gather(np.array([0, 3 * 263]), 11), [ids[0:11], ids[789:800]])
@@ -195,7 +197,7 @@ def test_a_batch_of_windows_is_read_from_any_slice_of_the_file_and_its_bounds_ar
     assert tail.gather(np.array([], dtype=np.int64), 11).shape == (0, 11)
     with pytest.raises(IndexError, match=r"outside the 5000 items 5000 to 10000 of .*ids\.npy"):
         tail.gather(np.array([4_990]), 11)
-    with pytest.raises(IndexError):
+    with pytest.raises(IndexError, match=r"starting from -1 to -1: outside the 5000 items 5000 to 10000"):
         tail.gather(np.array([-1]), 11)
     whole = files.MappedVector.open(tmp_path / "ids.npy")
     with open(tmp_path / "ids.npy", "r+b") as f:  # shortened after it was opened

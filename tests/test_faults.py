@@ -30,7 +30,7 @@ def test_a_truncated_array_is_named_with_its_fix(tmp_path):
     path = tmp_path / "windows/train.npy"
     files.write_npy(path, np.arange(100, dtype=np.uint8))
     files.write_json(tmp_path / "windows/windows.json",
-                     {"seq_length": 10, "train": {"tokens": 100, "step": 10, "windows": 9}})
+                     {"seq_length": 10, "train": {"step": 10, "windows": 9}})
     vocab = {"tokens": [chr(i) for i in range(100)]}
     assert branches.load_split(path, vocab, "window")["seq_length"] == 10
     path.write_bytes(path.read_bytes()[:150])
@@ -150,6 +150,7 @@ def test_the_known_words_of_a_text_read_in_pieces_are_those_of_the_whole(text, c
     ids = vocabulary.encode_chars(text, vocab)
     pieces = [ids[i:i + chunk] for i in range(0, len(ids), chunk)]
     assert known_words(pieces, vocab, wanted) == wanted & set(words(text))
+    assert known_words(pieces, vocab, set(words(text))) == set(words(text))  # every word of the text, found
 
 
 @settings(max_examples=300, deadline=None)

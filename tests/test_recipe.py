@@ -53,6 +53,9 @@ def test_the_unigram_bias_is_the_log_share_of_each_training_token(tmp_path):
     vocab = {"tokens": ["a", "b", "c", "d"]}
     shares = np.exp(training.unigram_log_shares(chars, vocab))
     assert shares == pytest.approx(np.array([2, 4, 2, 1]) / 9)  # one more of each: no log of 0
+    write_npy(tmp_path / "long.npy", np.concatenate([np.full(2 ** 20, 3, np.uint8), [0, 1, 1, 1, 2]]))
+    long = {"tokens": MappedVector.open(tmp_path / "long.npy")}  # two pieces of a megabyte: counts added up
+    assert np.exp(training.unigram_log_shares(long, vocab)) == pytest.approx(np.array([2, 4, 2, 2 ** 20 + 1]) / (2 ** 20 + 9))
     rows = {"rows": np.array([[1, 2, 3, 0], [1, 3, 0, 0]])}  # targets are row[1:]; 0 pads
     words = {"tokens": ["<pad>", "<s>", "x", "</s>"], "pad": "<pad>"}
     assert np.exp(training.unigram_log_shares(rows, words)) == pytest.approx(np.array([1, 1, 2, 3]) / 7)

@@ -253,6 +253,9 @@ def test_windows_cut_again_with_another_step_make_the_checkpoint_another_runs(ru
     assert proc.returncode == 0, err
     assert ("starting fresh: the checkpoint in data/checkpoints/char was made with a different "
             "data/windows/windows.json") in err
+    scores = json.loads((work / "metrics/train/char/run.json").read_text())
+    assert (scores["resumed_after_epoch"], scores["epochs_run"]) == (0, 1)
+    assert not (work / "data/checkpoints/char").exists()
 
 
 # --- fine-tuning from a base model, killed and resumed -----------------------------------------
